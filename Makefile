@@ -1,0 +1,58 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else here is
+# what they call.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+NODE_DIR := tests/node
+
+.PHONY: run test demo install proto proto-check lint-proto bench redis-server node-deps clean
+
+$(STAMP): pyproject.toml generated/pyproject.toml clients/python/pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ./generated -e ./clients/python -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the gateway on embedded defaults (embedded Postgres, simulator vendor, auth on)
+run: $(STAMP)
+	$(VENV)/bin/llmgw serve --with-simulator
+
+## demo: stream a reply from the running gateway through the Python client
+demo: $(STAMP)
+	$(PY) -m clients.python.demo 2>/dev/null || $(PY) -m llmgateway_client.demo
+
+## test: install what the tests need and run the whole suite
+test: $(STAMP) redis-server node-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## proto: regenerate generated/ from proto/
+proto: $(STAMP)
+	$(PY) scripts/protogen.py generated
+
+## proto-check: fail when generated/ is stale relative to proto/
+proto-check: $(STAMP)
+	$(PY) scripts/protogen.py --check generated
+
+lint-proto: node-deps
+	cd $(NODE_DIR) && npx --no-install buf lint ../..
+
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: install it (apt-get install redis-server)"; exit 1; fi; }
+
+node-deps: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench: $(STAMP)
+	$(PY) bench/gateway_bench.py
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .data

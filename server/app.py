@@ -1,0 +1,169 @@
+"""Wiring: build every part of one gateway process from the configuration.
+
+Explicit construction, no globals: ``Gateway`` owns the gRPC server, the providers, the
+limiter, the database engine and the health state, and closes them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from llmgateway.v1 import generation_pb2, generation_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from server.auth.keys import KeySet, load_or_create_dev_secret
+from server.auth.tokens import TokenVerifier
+from server.config import GatewayConfig
+from server.db.engine import create_engine, database_is_up
+from server.fallback.chain import ChainBuilder
+from server.fallback.router import RetryPolicy, Router
+from server.handlers.generation import GenerationService
+from server.interceptors.auth import AuthInterceptor
+from server.interceptors.ratelimit import RateLimitInterceptor
+from server.interceptors.tracing import TracingInterceptor
+from server.metrics import Metrics
+from server.providers.registry import build_providers
+from server.ratelimit.failover import FailoverLimiter
+from server.ratelimit.local import LocalLimiter
+from server.ratelimit.redis_limiter import RedisLimiter
+from server.ratelimit.rules import RateLimiter
+from server.telemetry import build_tracer_provider, tracer
+
+log = logging.getLogger("llmgw.server")
+
+SERVICE_NAMES = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,)
+
+
+def jwt_secret(config: GatewayConfig, environ: Mapping[str, str]) -> str | None:
+    """The HS256 secret: environment, then file, then the generated development secret."""
+    auth = config.auth
+    if auth.hs256_secret_env and environ.get(auth.hs256_secret_env):
+        return environ[auth.hs256_secret_env]
+    if auth.hs256_secret_file:
+        return auth.hs256_secret_file.read_text().strip()
+    if auth.dev_secret:
+        return load_or_create_dev_secret(config.data_dir)
+    return None
+
+
+def build_verifier(config: GatewayConfig, environ: Mapping[str, str]) -> TokenVerifier:
+    keys = KeySet.load(jwt_secret(config, environ), config.auth.public_key_files,
+                       config.auth.jwks_file)
+    return TokenVerifier(keys, config.auth.issuer, config.auth.audience, config.auth.leeway_s)
+
+
+def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
+    rl = config.rate_limits
+    if not rl.redis_url:
+        return LocalLimiter()
+    metrics.rate_limit_degraded.set(0)
+    return FailoverLimiter(
+        RedisLimiter.from_url(rl.redis_url, socket_timeout_s=rl.redis_timeout_s,
+                              socket_connect_timeout_s=rl.redis_timeout_s),
+        LocalLimiter(), fail_open=rl.fail_open, timeout_s=rl.redis_timeout_s * 2,
+        on_degraded=lambda degraded: metrics.rate_limit_degraded.set(1 if degraded else 0),
+        on_fallback_decision=metrics.rate_limit_fallback_decisions.inc,
+        logger=logging.getLogger("llmgw.ratelimit"))
+
+
+def server_options(config: GatewayConfig) -> list[tuple[str, int]]:
+    s = config.server
+    return [
+        ("grpc.max_receive_message_length", s.max_message_bytes),
+        ("grpc.max_send_message_length", s.max_message_bytes),
+        ("grpc.max_concurrent_streams", s.max_concurrent_streams),
+        ("grpc.keepalive_time_ms", int(s.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(s.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 3),
+        ("grpc.so_reuseport", 1),  # `llmgw serve --workers N` shares the port
+    ]
+
+
+class Gateway:
+    """One gateway process: gRPC server, health, providers, limiter, database."""
+
+    def __init__(self, config: GatewayConfig, *, database_url: str,
+                 registry: CollectorRegistry | None,
+                 environ: Mapping[str, str] = os.environ) -> None:
+        self.config = config
+        self.metrics = Metrics(registry)
+        self._tracer_provider = build_tracer_provider(config.tracing)
+        otel = tracer(self._tracer_provider)
+        self._providers = build_providers(config, environ)
+        self._limiter = build_limiter(config, self.metrics)
+        self._engine = create_engine(database_url, config.database.pool_size)
+        self._health = health.aio.HealthServicer()
+        self._health_task: asyncio.Task[None] | None = None
+        self._draining = False
+        chains = ChainBuilder(config, self._providers)
+        r = config.retry
+        router = Router(self._providers, RetryPolicy(r.max_attempts_per_target, r.base_delay_s,
+                                                     r.max_delay_s, r.max_retry_after_s),
+                        self.metrics, otel)
+        interceptors: list[grpc.aio.ServerInterceptor] = [TracingInterceptor(otel, self.metrics)]
+        if config.auth.enabled:
+            interceptors.append(AuthInterceptor(build_verifier(config, environ)))
+        if config.rate_limits.enabled:
+            interceptors.append(RateLimitInterceptor(self._limiter, config.rate_limits.rules,
+                                                     self.metrics))
+        self.server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server(
+            GenerationService(config, chains, router, self.metrics), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and start serving; returns the bound port (useful with port 0)."""
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        await self.server.start()
+        await self._set_health(await database_is_up(self._engine))
+        self._health_task = asyncio.create_task(self._watch_database(), name="db-health")
+        log.info("gateway listening", extra={"address": f"{host}:{self.port}"})
+        return self.port
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving and not self._draining \
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.metrics.database_up.set(1 if serving else 0)
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        """NOT_SERVING while Postgres does not answer, SERVING again when it does."""
+        was_up = True
+        while not self._draining:
+            await asyncio.sleep(self.config.database.health_interval_s)
+            up = await database_is_up(self._engine)
+            if up != was_up:
+                log.warning("database %s", "reachable again" if up else "unreachable")
+                was_up = up
+            await self._set_health(up)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: NOT_SERVING at once, refuse new calls, give in-flight ones the grace."""
+        self._draining = True
+        await self._set_health(False)
+        if self._health_task is not None:
+            self._health_task.cancel()
+        grace = self.config.server.grace_period_s if grace_s is None else grace_s
+        await self.server.stop(grace)
+        for provider in self._providers.values():
+            await provider.aclose()
+        await self._limiter.aclose()
+        await self._engine.dispose()
+        self._tracer_provider.shutdown()
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()

@@ -1,0 +1,221 @@
+"""Gateway configuration: one YAML file plus environment overrides, validated at start-up.
+
+Why pydantic with ``extra="forbid"``: a typo in a key (``max_retires``) must stop the server
+with an error naming the key, not be silently ignored. Environment overrides follow
+12-factor practice: ``LLMGW_<SECTION>__<KEY>=value`` (double underscore between levels;
+the value is parsed as YAML, so ``true``, ``5`` and ``[a, b]`` work) and the conventional
+``DATABASE_URL`` / ``REDIS_URL``. Secrets (API keys, JWT secrets) are never stored in the
+file: the file names an environment variable or a file that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "gateway.yaml"
+ENV_PREFIX = "LLMGW_"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    grace_period_s: float = Field(20.0, ge=0, description="time in-flight calls get on SIGTERM")
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_concurrent_streams: int = Field(1000, ge=1)
+    keepalive_time_s: float = Field(30.0, gt=0)
+    keepalive_timeout_s: float = Field(10.0, gt=0)
+    default_timeout_s: float = Field(60.0, gt=0, description="deadline when the caller sets none")
+
+
+class DatabaseConfig(_Strict):
+    url: str | None = Field(None, description="postgresql://…; unset → embedded pgserver")
+    pool_size: int = Field(10, ge=1)
+    migrate_on_start: bool = True
+    health_interval_s: float = Field(5.0, gt=0)
+
+
+class AuthConfig(_Strict):
+    enabled: bool = True
+    issuer: str = "llm-gateway-dev"
+    audience: str = "llm-gateway"
+    hs256_secret_env: str | None = "LLMGW_JWT_SECRET"
+    hs256_secret_file: Path | None = None
+    public_key_files: list[Path] = []
+    jwks_file: Path | None = None
+    leeway_s: float = Field(30.0, ge=0)
+    dev_secret: bool = Field(True, description="generate a development secret in data_dir")
+
+
+class LimitRule(_Strict):
+    name: str
+    per: Literal["service", "end_user"]
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    burst: int | None = Field(None, ge=1)
+    scope: str | None = Field(None, description="only RPCs needing this scope")
+    model: str | None = Field(None, description="only requests for this model")
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> LimitRule:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("set requests_per_minute and/or tokens_per_minute")
+        return self
+
+
+class RateLimitConfig(_Strict):
+    enabled: bool = True
+    redis_url: str | None = None
+    fail_open: bool = True
+    redis_timeout_s: float = Field(0.25, gt=0)
+    rules: list[LimitRule] = []
+
+
+class TracingConfig(_Strict):
+    service_name: str = "llm-gateway"
+    otlp_endpoint: str | None = None
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = True
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["openai", "anthropic", "gemini", "bedrock"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    requires_api_key: bool = Field(True, description="false for local endpoints (simulator)")
+    timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(200, ge=1)
+
+
+class TargetConfig(_Strict):
+    provider: str
+    model: str
+    region: str = ""
+
+
+class PricingConfig(_Strict):
+    """Prices in micro-units of the currency per million tokens (never floats)."""
+
+    currency_code: str = "USD"
+    input_per_million_micros: int = Field(0, ge=0)
+    output_per_million_micros: int = Field(0, ge=0)
+    cached_input_per_million_micros: int = Field(0, ge=0)
+
+
+class ModelConfig(_Strict):
+    description: str = ""
+    targets: list[TargetConfig] = Field(min_length=1)
+    pricing: PricingConfig | None = None
+
+
+class RetryConfig(_Strict):
+    max_attempts_per_target: int = Field(2, ge=1, le=10)
+    base_delay_s: float = Field(0.05, ge=0)
+    max_delay_s: float = Field(2.0, ge=0)
+    max_retry_after_s: float = Field(5.0, ge=0, description="longer retry-after → next target")
+
+
+class GatewayConfig(_Strict):
+    data_dir: Path = Path(".data")
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    auth: AuthConfig = AuthConfig()
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    tracing: TracingConfig = TracingConfig()
+    logging: LoggingConfig = LoggingConfig()
+    retry: RetryConfig = RetryConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    universal_fallback: TargetConfig | None = None
+
+    @model_validator(mode="after")
+    def _targets_name_known_providers(self) -> GatewayConfig:
+        bad = [
+            f"models.{name}.targets[{i}].provider: unknown provider {t.provider!r}"
+            for name, model in self.models.items()
+            for i, t in enumerate(model.targets)
+            if t.provider not in self.providers
+        ]
+        if self.universal_fallback and self.universal_fallback.provider not in self.providers:
+            bad.append(f"universal_fallback.provider: unknown provider "
+                       f"{self.universal_fallback.provider!r}")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
+
+    def provider_api_key(self, name: str, environ: Mapping[str, str] = os.environ) -> SecretStr | None:
+        """Resolve a provider's key from its env var or file, at the moment it is needed."""
+        provider = self.providers[name]
+        if provider.api_key_env and environ.get(provider.api_key_env):
+            return SecretStr(environ[provider.api_key_env])
+        if provider.api_key_file:
+            return SecretStr(provider.api_key_file.read_text().strip())
+        return None
+
+
+def _deep_set(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        node = tree.get(key)
+        if not isinstance(node, dict):
+            node = tree[key] = {}
+        tree = node
+    tree[path[-1]] = value
+
+
+def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Apply ``LLMGW_A__B=v`` and the conventional DATABASE_URL / REDIS_URL variables."""
+    tree = dict(raw)
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+            _deep_set(tree, path, yaml.safe_load(value) if value else value)
+    if environ.get("DATABASE_URL"):
+        _deep_set(tree, ["database", "url"], environ["DATABASE_URL"])
+    if environ.get("REDIS_URL"):
+        _deep_set(tree, ["rate_limits", "redis_url"], environ["REDIS_URL"])
+    return tree
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        got = "" if item["type"] == "missing" else f" (got {item.get('input')!r:.60})"
+        lines.append(f"  {key}: {item['msg']}{got}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
+    """Read the YAML file (the packaged defaults when none is given) and the environment."""
+    source = path or Path(environ.get("LLMGW_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(source.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {source}: expected a mapping at the top level")
+    try:
+        return GatewayConfig.model_validate(apply_env_overrides(raw, environ))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

@@ -1,0 +1,1 @@
+"""Storage: the database URL (embedded or external), the async engine, migrations."""

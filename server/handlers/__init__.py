@@ -1,0 +1,1 @@
+"""Thin RPC handlers: protobuf → domain calls → protobuf; domain errors → status."""

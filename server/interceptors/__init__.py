@@ -1,0 +1,1 @@
+"""gRPC server interceptors: tracing (outermost), auth, rate limits."""

@@ -1,0 +1,86 @@
+"""JWT service authentication and per-RPC scopes.
+
+Every RPC but health and reflection needs ``authorization: Bearer <jwt>`` (or ``jwt
+<jwt>``) carrying the RPC's scope. A method missing from ``METHOD_SCOPES`` is refused,
+so a new RPC is never public by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from server.auth.tokens import AuthError, TokenVerifier, parse_authorization
+from server.call_context import current_call
+from server.errors import Code, GatewayError
+from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
+
+_GEN = "/llmgateway.v1.GenerationService/"
+_RAG = "/llmgateway.v1.RetrievalService/"
+_BILL = "/llmgateway.v1.BillingService/"
+
+METHOD_SCOPES: dict[str, str] = {
+    _GEN + "Generate": "generate",
+    _GEN + "StreamGenerate": "generate",
+    _GEN + "ListModels": "generate",
+    _RAG + "Retrieve": "retrieve",
+    _RAG + "IngestDocuments": "ingest",
+    _RAG + "DeleteDocuments": "ingest",
+    _BILL + "Charge": "billing:charge",
+    _BILL + "GetBalance": "billing:read",
+    _BILL + "ListTransactions": "billing:read",
+    _BILL + "CreateWallet": "billing:admin",
+    _BILL + "CreditWallet": "billing:admin",
+    _BILL + "Refund": "billing:admin",
+}
+
+
+def _to_gateway_error(error: AuthError, scope: str | None = None) -> GatewayError:
+    code = Code.UNAUTHENTICATED if error.kind == "unauthenticated" else Code.PERMISSION_DENIED
+    metadata = {"scope": scope} if scope and error.reason == "MISSING_SCOPE" else {}
+    return GatewayError(code, error.reason, error.message, metadata=metadata)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Verify the caller's JWT and the RPC's scope before the handler runs."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+        self._cache = HandlerCache(self._wrap)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or is_public(method):
+            return handler
+        return self._cache.get(method, handler)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        scope = METHOD_SCOPES.get(method)
+        verifier = self._verifier
+
+        async def authenticate(_request: Any, context: grpc.aio.ServicerContext) -> None:
+            header = None
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization":
+                    header = value
+                    break
+            try:
+                principal = verifier.verify(parse_authorization(header))
+                if scope is None:
+                    raise GatewayError(Code.PERMISSION_DENIED, "MISSING_SCOPE",
+                                       f"{method} is not open to any scope")
+                verifier.require_scope(principal, scope)
+            except AuthError as error:
+                raise _to_gateway_error(error, scope) from None
+            call = current_call.get()
+            if call is not None:
+                call.principal = principal
+
+        return wrap_before(handler, authenticate)

@@ -1,0 +1,131 @@
+"""Rate limits per calling service (JWT subject) and per end user.
+
+Rules come from configuration: requests/minute and tokens/minute, optionally only for a
+scope or a model. Token limits are charged with an estimate taken before the call (prompt
+characters / 4 + max output tokens), because the real count is only known afterwards
+and the point of the limit is to stop the spend before it happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from server.call_context import current_call
+from server.config import LimitRule
+from server.errors import Code, GatewayError, QuotaViolation
+from server.interceptors.auth import METHOD_SCOPES
+from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
+from server.metrics import Metrics
+from server.ratelimit.rules import RateLimiter, Rule
+
+DEFAULT_OUTPUT_ESTIMATE = 256
+
+
+@dataclass(frozen=True)
+class _Check:
+    config: LimitRule
+    rule: Rule
+    tokens: bool  # True: cost is the token estimate; False: cost 1 request
+
+
+def compile_rules(rules: list[LimitRule]) -> list[_Check]:
+    """One GCRA rule per configured limit (a config rule may set both kinds)."""
+    checks = []
+    for cfg in rules:
+        if cfg.requests_per_minute:
+            checks.append(_Check(cfg, Rule(f"{cfg.name}", cfg.requests_per_minute, 60.0,
+                                           cfg.burst), tokens=False))
+        if cfg.tokens_per_minute:
+            checks.append(_Check(cfg, Rule(f"{cfg.name}-tokens", cfg.tokens_per_minute, 60.0,
+                                           cfg.burst), tokens=True))
+    return checks
+
+
+def estimate_tokens(request: Any) -> int:
+    """A cheap upper-ish estimate of a generation request's tokens."""
+    chars = len(getattr(request, "system_instruction", ""))
+    for message in getattr(request, "messages", ()):
+        chars += len(message.content) + sum(len(p.text) for p in message.parts)
+    config = getattr(request, "config", None)
+    output = DEFAULT_OUTPUT_ESTIMATE
+    if config is not None and config.HasField("max_output_tokens"):
+        output = max(config.max_output_tokens, 0)
+    return chars // 4 + output
+
+
+class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+    """Refuse calls over their limits with RESOURCE_EXHAUSTED + RetryInfo + retry-after."""
+
+    def __init__(self, limiter: RateLimiter, rules: list[LimitRule], metrics: Metrics) -> None:
+        self._limiter = limiter
+        self._checks = compile_rules(rules)
+        self._metrics = metrics
+        self._cache = HandlerCache(self._wrap)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or is_public(method) or not self._checks:
+            return handler
+        return self._cache.get(method, handler)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        scope = METHOD_SCOPES.get(method)
+        checks = [c for c in self._checks if c.config.scope in (None, scope)]
+        if not checks:
+            return handler
+
+        async def enforce(request: Any, _context: grpc.aio.ServicerContext) -> None:
+            call = current_call.get()
+            subject = call.subject if call else "anonymous"
+            end_user = getattr(request, "end_user_id", "")
+            model = getattr(request, "model", "")
+            tokens = None
+            for check in checks:
+                cfg = check.config
+                if cfg.model is not None and cfg.model != model:
+                    continue
+                if cfg.per == "end_user":
+                    if not end_user:
+                        continue
+                    key = f"{check.rule.name}:{subject}:{end_user}"
+                else:
+                    key = f"{check.rule.name}:{subject}"
+                cost = 1
+                if check.tokens:
+                    tokens = estimate_tokens(request) if tokens is None else tokens
+                    cost = max(tokens, 1)
+                decision = await self._limiter.check(key, check.rule, cost)
+                if not decision.allowed:
+                    self._metrics.rate_limited.labels(cfg.name).inc()
+                    raise _rejection(cfg, check, subject if cfg.per == "service" else end_user,
+                                     decision.retry_after_s)
+
+        return wrap_before(handler, enforce)
+
+
+def _rejection(cfg: LimitRule, check: _Check, who: str, retry_after_s: float) -> GatewayError:
+    unit = "tokens" if check.tokens else "requests"
+    limit = cfg.tokens_per_minute if check.tokens else cfg.requests_per_minute
+    if retry_after_s == float("inf"):  # the request alone is larger than the burst
+        return GatewayError(
+            Code.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+            f"this request alone exceeds rate limit {cfg.name!r} ({limit} {unit}/minute)",
+            quota_violations=[QuotaViolation(f"{cfg.per}:{who}", f"{cfg.name}: {limit} "
+                                             f"{unit}/minute")], metadata={"rule": cfg.name})
+    return GatewayError(
+        Code.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+        f"rate limit {cfg.name!r} exceeded ({limit} {unit}/minute per {cfg.per}); "
+        f"retry in {retry_after_s:.2f}s",
+        retry_after_s=retry_after_s,
+        quota_violations=[QuotaViolation(f"{cfg.per}:{who}", f"{cfg.name}: {limit} {unit}/minute")],
+        metadata={"rule": cfg.name},
+    )

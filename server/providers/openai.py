@@ -1,0 +1,213 @@
+"""OpenAI Chat Completions and every OpenAI-compatible vendor, through the ``openai`` SDK.
+
+The same adapter serves OpenAI, OpenRouter, Groq, Byteplus Ark, Together, Ollama, vLLM
+and the local simulator: only ``base_url`` and the key differ. SDK retries are off
+(``max_retries=0``) because retrying is the router's decision, made with the caller's
+deadline in view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+
+from server.providers.base import (
+    Completion, ErrorKind, FinishReason, GenerationParams, ProviderError,
+    ProviderRequest, StreamDone, StreamEvent, TextChunk, Usage,
+)
+
+# Our parameter → the vendor's field, with an optional transform. Data, not code paths.
+PARAMS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+    ("max_output_tokens", "max_tokens", None),
+    ("temperature", "temperature", None),
+    ("top_p", "top_p", None),
+    ("stop", "stop", lambda stop: list(stop) or None),
+    # top_k has no Chat Completions field; it is dropped.
+)
+
+FINISH_REASONS = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    "tool_calls": FinishReason.STOP,
+    "function_call": FinishReason.STOP,
+}
+
+
+def build_body(request: ProviderRequest) -> dict[str, Any]:
+    """The Chat Completions request body for ``request``."""
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    params: GenerationParams = request.params
+    for ours, theirs, transform in PARAMS:
+        value = getattr(params, ours)
+        if transform is not None:
+            value = transform(value)
+        if value is not None:
+            body[theirs] = value
+    return body
+
+
+def map_usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cached_input_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
+    )
+
+
+def _retry_after(headers: httpx.Headers | None) -> float | None:
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    if (seconds := headers.get("retry-after")) is not None:
+        try:
+            return float(seconds)
+        except ValueError:
+            return None
+    return None
+
+
+def classify(exc: Exception) -> ProviderError:
+    """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        code = str(error.get("code") or "") if isinstance(error, dict) else ""
+        vendor_message = str(error.get("message") or "")[:300] if isinstance(error, dict) else ""
+        retry_after = _retry_after(exc.response.headers if exc.response is not None else None)
+        if status == 429:
+            return ProviderError(ErrorKind.RATE_LIMITED, "rate limited by the vendor",
+                                 retry_after_s=retry_after, status=status)
+        if status in (529,) or "overloaded" in code:
+            return ProviderError(ErrorKind.OVERLOADED, "the vendor is overloaded",
+                                 retry_after_s=retry_after, status=status)
+        if status == 401:
+            return ProviderError(ErrorKind.AUTH, "the vendor rejected the API key", status=status)
+        if status == 403:
+            return ProviderError(ErrorKind.PERMISSION, "the API key may not use this model",
+                                 status=status)
+        if status == 404:
+            return ProviderError(ErrorKind.NOT_FOUND, "the vendor does not know this model",
+                                 status=status)
+        if status == 408 or status == 504:
+            return ProviderError(ErrorKind.TIMEOUT, f"the vendor timed out ({status})",
+                                 status=status)
+        if status >= 500:
+            return ProviderError(ErrorKind.UNAVAILABLE, f"the vendor failed ({status})",
+                                 retry_after_s=retry_after, status=status)
+        if code == "context_length_exceeded":
+            return ProviderError(ErrorKind.CONTEXT_TOO_LONG, vendor_message or
+                                 "the prompt exceeds the model's context window", status=status)
+        if code == "content_filter" or code == "content_policy_violation":
+            return ProviderError(ErrorKind.CONTENT_FILTERED, "the vendor's safety system "
+                                 "refused the request", status=status)
+        return ProviderError(ErrorKind.INVALID_REQUEST,
+                             vendor_message or f"the vendor rejected the request ({status})",
+                             status=status)
+    if isinstance(exc, (openai.APIConnectionError, httpx.HTTPError)):
+        return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
+    if isinstance(exc, openai.APIError):
+        return ProviderError(ErrorKind.UNAVAILABLE, "the vendor stream failed")
+    raise exc
+
+
+class OpenAIProvider:
+    """Adapter for one configured OpenAI-compatible endpoint."""
+
+    def __init__(self, name: str, *, base_url: str | None, api_key: str | None,
+                 timeout_s: float, max_connections: int) -> None:
+        self.name = name
+        self._missing_key = api_key is None
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+        )
+        self._client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
+                                   timeout=timeout_s, http_client=self._http)
+
+    def _check_key(self) -> None:
+        if self._missing_key:
+            raise ProviderError(ErrorKind.AUTH, f"no API key is configured for provider "
+                                f"{self.name!r}")
+
+    async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
+        self._check_key()
+        try:
+            response = await self._client.chat.completions.create(
+                **build_body(request), timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
+            raise classify(exc) from None
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        reason = FINISH_REASONS.get(choice.finish_reason if choice else "", FinishReason.UNSPECIFIED)
+        return Completion(text=text, finish_reason=reason, usage=map_usage(response.usage))
+
+    async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        self._check_key()
+        try:
+            upstream = await self._client.chat.completions.create(
+                **build_body(request), stream=True, stream_options={"include_usage": True},
+                timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc) from None
+        finish = FinishReason.UNSPECIFIED
+        usage = Usage()
+        try:
+            async for chunk in upstream:
+                update = translate_chunk(chunk)
+                if update.text:
+                    yield TextChunk(update.text)
+                finish = update.finish or finish
+                usage = update.usage or usage
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc) from None
+        finally:
+            await upstream.close()
+        yield StreamDone(finish, usage)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+@dataclass(frozen=True)
+class ChunkUpdate:
+    """What one stream chunk adds: text, and possibly the finish reason and usage."""
+
+    text: str
+    finish: FinishReason | None
+    usage: Usage | None
+
+
+def translate_chunk(chunk: Any) -> ChunkUpdate:
+    """One ``chat.completion.chunk`` → the text, finish reason and usage it carries."""
+    text, finish = "", None
+    for choice in chunk.choices or ():
+        if choice.delta is not None and choice.delta.content:
+            text += choice.delta.content
+        if choice.finish_reason:
+            finish = FINISH_REASONS.get(choice.finish_reason, FinishReason.UNSPECIFIED)
+    usage = map_usage(chunk.usage) if chunk.usage is not None else None
+    return ChunkUpdate(text, finish, usage)
+
+
+__all__ = ["OpenAIProvider", "build_body", "classify", "translate_chunk"]

@@ -1,0 +1,77 @@
+"""Turn domain errors into gRPC statuses with ``google.rpc.Status`` details.
+
+This is the only place where ``GatewayError`` meets grpc: ErrorInfo (domain
+``llmgateway.v1``, a stable reason), BadRequest field violations, RetryInfo and
+QuotaFailure go into the ``grpc-status-details-bin`` trailer, so any language's
+status-details helper can read them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from server.call_context import CallContext, trace_trailers
+from server.errors import Code, GatewayError
+
+DOMAIN = "llmgateway.v1"
+log = logging.getLogger(__name__)
+
+_GRPC_CODES = {code: getattr(grpc.StatusCode, code.value) for code in Code}
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def to_status_details(error: GatewayError) -> status_pb2.Status:
+    """Build the google.rpc.Status for ``error``."""
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN,
+                                          metadata=error.metadata))
+    ]
+    if error.violations:
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ])))
+    if error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    if error.quota_violations:
+        details.append(_pack(error_details_pb2.QuotaFailure(violations=[
+            error_details_pb2.QuotaFailure.Violation(subject=q.subject, description=q.description)
+            for q in error.quota_violations
+        ])))
+    return status_pb2.Status(code=getattr(code_pb2, error.code.value),
+                             message=error.message, details=details)
+
+
+def error_trailers(error: GatewayError, call: CallContext | None) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata for a failed call: status details, trace id, retry-after."""
+    trailers: list[tuple[str, str | bytes]] = [
+        ("grpc-status-details-bin", to_status_details(error).SerializeToString()),
+        *trace_trailers(call),
+    ]
+    if error.retry_after_s is not None:
+        trailers.append(("retry-after", str(max(1, round(error.retry_after_s)))))
+    return tuple(trailers)
+
+
+async def abort(context: grpc.aio.ServicerContext, error: GatewayError,
+                call: CallContext | None) -> None:
+    """End the call with ``error``'s status (raises, as grpc's abort does)."""
+    await context.abort(_GRPC_CODES[error.code], error.message, error_trailers(error, call))
+
+
+def internal_error(call: CallContext | None) -> GatewayError:
+    """What a caller sees for a bug: no stack trace, only the trace id to quote."""
+    trace = call.trace_id if call else "unknown"
+    return GatewayError(Code.INTERNAL, "INTERNAL",
+                        f"internal error; quote trace id {trace} when reporting it")

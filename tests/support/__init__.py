@@ -1,0 +1,1 @@
+"""Test helpers that run real parts (e.g. a throwaway redis-server)."""
