@@ -1,11 +1,11 @@
 """Python client for llm-gateway: typed async and sync clients plus JWT minting.
 
-    from llmgateway_client import GatewayClient, TokenMinter
+from llmgateway_client import GatewayClient, TokenMinter
 
-    minter = TokenMinter(secret, subject="billing-service", scopes=["generate"])
-    async with GatewayClient("127.0.0.1:50051", token_source=minter) as client:
-        result = await client.generate("sim-chat", "Say hello")
-        print(result.text, result.served_by, result.usage, result.trace_id)
+minter = TokenMinter(secret, subject="billing-service", scopes=["generate"])
+async with GatewayClient("127.0.0.1:50051", token_source=minter) as client:
+    result = await client.generate("sim-chat", "Say hello")
+    print(result.text, result.served_by, result.usage, result.trace_id)
 """
 
 from .auth import StaticToken, TokenMinter, TokenSource
@@ -102,8 +102,8 @@ __all__ = [
     "RefundResult",
     "ResourceExhausted",
     "RetrievalConfig",
-    "RetrievedChunk",
     "RetrieveResult",
+    "RetrievedChunk",
     "StaticToken",
     "StreamEvent",
     "StreamFinished",

@@ -121,7 +121,9 @@ class TokenMinter:
         }
         headers = {"kid": self._kid} if self._kid else None
         token = jwt.encode(claims, self._key, algorithm=self._algorithm, headers=headers)
-        return _Minted(token=token, expires_at=expires_at, refresh_at=expires_at - self._refresh_margin_s)
+        return _Minted(
+            token=token, expires_at=expires_at, refresh_at=expires_at - self._refresh_margin_s
+        )
 
     def __repr__(self) -> str:
         return (

@@ -13,10 +13,10 @@ bearer token and UNAVAILABLE retries (`retry.py`), and parses the answer with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
@@ -47,6 +47,7 @@ from .types import (
 )
 
 __all__ = ["GatewayClient"]
+
 
 class GatewayClient:
     """Async client for the gateway's three services over one channel.
@@ -90,7 +91,7 @@ class GatewayClient:
     def target(self) -> str:
         return self._channel_config.target
 
-    async def __aenter__(self) -> GatewayClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -123,7 +124,7 @@ class GatewayClient:
 
     async def _unary(
         self,
-        method: Callable[..., Any],
+        method: grpc.aio.UnaryUnaryMultiCallable,
         request: ProtoMessage,
         timeout_s: float | None,
         traceparent: str | None,

@@ -64,13 +64,18 @@ def _print_summary(finished: StreamFinished, out: TextIO) -> None:
     print(file=out)
     print(f"served by:     {_describe(finished.served_by)}", file=out)
     print(f"finish reason: {finished.finish_reason}", file=out)
-    print(f"usage:         {usage.input_tokens} input + {usage.output_tokens} output tokens", file=out)
+    print(
+        f"usage:         {usage.input_tokens} input + {usage.output_tokens} output tokens", file=out
+    )
     for attempt in finished.attempts:
         if attempt.outcome != "success":
             reason = f": {attempt.error_reason}" if attempt.error_reason else ""
             print(f"  attempt {_describe(attempt.target)} {attempt.outcome}{reason}", file=out)
     if finished.charge is not None:
-        print(f"charged:       {finished.charge.amount_micros} micro-{finished.charge.currency_code}", file=out)
+        print(
+            f"charged:       {finished.charge.amount_micros} micro-{finished.charge.currency_code}",
+            file=out,
+        )
     print(f"trace id:      {finished.trace_id or '-'}", file=out)
 
 

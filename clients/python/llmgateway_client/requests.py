@@ -9,7 +9,7 @@ in a BadRequest); this module only rejects what cannot be expressed in the proto
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypedDict, TypeVar, Unpack
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -99,9 +99,7 @@ def build_stream_generate_request(
     model: str, messages: MessagesLike, **options: Unpack[GenerateOptions]
 ) -> generation_pb2.StreamGenerateRequest:
     """A StreamGenerateRequest: by contract the same fields as a GenerateRequest."""
-    return _fill_generate_fields(
-        generation_pb2.StreamGenerateRequest(), model, messages, **options
-    )
+    return _fill_generate_fields(generation_pb2.StreamGenerateRequest(), model, messages, **options)
 
 
 def _fill_generate_fields(
@@ -284,7 +282,7 @@ def _search_mode(mode: SearchMode | int | None) -> int:
     if mode is None:
         return generation_pb2.SEARCH_MODE_UNSPECIFIED
     if isinstance(mode, int):
-        return mode
+        return int(mode)
     try:
         return _SEARCH_MODES[mode]
     except KeyError:
@@ -482,7 +480,7 @@ def build_list_transactions_request(
 
 def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(moment)
     return stamp

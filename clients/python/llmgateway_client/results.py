@@ -8,7 +8,7 @@ become aware UTC datetimes and Structs become dicts.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
@@ -61,7 +61,7 @@ __all__ = [
 
 
 def enum_label(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
-    """"FINISH_REASON_STOP" -> "stop"; a value newer than this client -> "unknown"."""
+    """ "FINISH_REASON_STOP" -> "stop"; a value newer than this client -> "unknown"."""
     try:
         name = enum.Name(value)
     except ValueError:
@@ -77,7 +77,7 @@ def _datetime(message: Any, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=timezone.utc)
+    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def _struct_dict(message: Any, field: str) -> dict[str, Any]:

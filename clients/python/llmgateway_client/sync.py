@@ -11,10 +11,10 @@ decision are the shared modules; only the waiting differs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
@@ -83,7 +83,7 @@ class Gateway:
     def target(self) -> str:
         return self._channel_config.target
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -106,7 +106,7 @@ class Gateway:
 
     def _unary(
         self,
-        method: Callable[..., Any],
+        method: grpc.UnaryUnaryMultiCallable,
         request: ProtoMessage,
         timeout_s: float | None,
         traceparent: str | None,

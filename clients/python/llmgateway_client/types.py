@@ -37,8 +37,8 @@ __all__ = [
     "PromptTemplate",
     "RefundResult",
     "RetrievalConfig",
-    "RetrievedChunk",
     "RetrieveResult",
+    "RetrievedChunk",
     "SearchMode",
     "StreamEvent",
     "StreamFinished",
@@ -128,9 +128,7 @@ class UsageAmount:
     cached_input_tokens: int = 0
 
 
-MessageItem: TypeAlias = (
-    ChatMessage | Mapping[str, str] | tuple[str, str] | generation_pb2.Message
-)
+MessageItem: TypeAlias = ChatMessage | Mapping[str, str] | tuple[str, str] | generation_pb2.Message
 MessagesLike: TypeAlias = str | Sequence[MessageItem]
 TargetLike: TypeAlias = (
     Target | tuple[str, str] | tuple[str, str, str] | Mapping[str, str] | generation_pb2.Target

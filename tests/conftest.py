@@ -1,0 +1,61 @@
+"""Shared fixtures: real Postgres (pgserver), real Redis, the vendor simulator, gateways.
+
+Session-scoped where starting the part is slow; every test that scripts the simulator
+uses its own model name, so tests do not see each other's scenarios.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from server.db.embedded import start_embedded
+from server.db.migrate import upgrade
+from simulator.testing import SimulatorProcess
+from tests.support.gateway import RunningGateway, raw_test_config, running_gateway
+from tests.support.redis_process import RedisProcess
+
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("llmgw-data")
+
+
+@pytest.fixture(scope="session")
+def pg_url(data_dir: Path) -> str:
+    """A real PostgreSQL 16 with pgvector (embedded via pgserver), migrated to head."""
+    url = start_embedded(data_dir)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorProcess]:
+    with SimulatorProcess() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisProcess]:
+    with RedisProcess() as redis:
+        yield redis
+
+
+@pytest.fixture(scope="session")
+async def gateway(simulator: SimulatorProcess, pg_url: str,
+                  data_dir: Path) -> AsyncIterator[RunningGateway]:
+    """The gateway with the packaged defaults, pointed at the test simulator."""
+    async with running_gateway(raw_test_config(simulator.base_url, data_dir), pg_url) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="session")
+async def channel(gateway: RunningGateway) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(gateway.target) as ch:
+        yield ch
