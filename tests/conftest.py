@@ -7,6 +7,8 @@ uses its own model name, so tests do not see each other's scenarios.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,11 +30,22 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_url(data_dir: Path) -> str:
-    """A real PostgreSQL 16 with pgvector (embedded via pgserver), migrated to head."""
-    url = start_embedded(data_dir)
+def pg_url() -> Iterator[str]:
+    """A real PostgreSQL 16 with pgvector (embedded via pgserver), migrated to heads.
+
+    Its folder lives outside pytest's private tmp tree: pgserver runs Postgres as an
+    unprivileged user when we are root, and that user must be able to reach the folder.
+    With DATABASE_URL set, that server is used instead (e.g. an external pgvector >= 0.8).
+    """
+    if os.environ.get("DATABASE_URL"):
+        upgrade(os.environ["DATABASE_URL"])
+        yield os.environ["DATABASE_URL"]
+        return
+    folder = Path(tempfile.mkdtemp(prefix="llmgw-test-pg-"))
+    folder.chmod(0o755)
+    url = start_embedded(folder, cleanup="delete")
     upgrade(url)
-    return url
+    yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack, cast
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from llmgateway.v1 import billing_pb2, generation_pb2, retrieval_pb2
@@ -47,13 +47,13 @@ __all__ = [
     "to_target",
 ]
 
-_SEARCH_MODES: dict[str, int] = {
+_SEARCH_MODES: dict[str, generation_pb2.SearchMode.ValueType] = {
     "vector": generation_pb2.SEARCH_MODE_VECTOR,
     "keyword": generation_pb2.SEARCH_MODE_KEYWORD,
     "hybrid": generation_pb2.SEARCH_MODE_HYBRID,
 }
 
-_TRANSACTION_KINDS: dict[str, int] = {
+_TRANSACTION_KINDS: dict[str, billing_pb2.TransactionKind.ValueType] = {
     "charge": billing_pb2.TRANSACTION_KIND_CHARGE,
     "credit": billing_pb2.TRANSACTION_KIND_CREDIT,
     "refund": billing_pb2.TRANSACTION_KIND_REFUND,
@@ -208,18 +208,24 @@ def _generation_config(
     top_k: int | None,
     stop: str | Sequence[str] | None,
 ) -> generation_pb2.GenerationConfig | None:
-    stop_sequences = [stop] if isinstance(stop, str) else list(stop or ())
-    values = {
-        "max_output_tokens": max_output_tokens,
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-    }
-    set_values = {name: value for name, value in values.items() if value is not None}
-    if not set_values and not stop_sequences:
+    """None when no sampling argument is given, so the route's defaults apply untouched.
+
+    The scalar fields are proto3 `optional`: an explicit 0 / 0.0 is sent as a value.
+    """
+    stop_sequences = _string_list(stop)
+    sampling = (max_output_tokens, temperature, top_p, top_k)
+    if all(value is None for value in sampling) and not stop_sequences:
         return None
-    # The scalar fields are proto3 `optional`, so 0 / 0.0 is sent as an explicit value.
-    return generation_pb2.GenerationConfig(stop_sequences=stop_sequences, **set_values)
+    config = generation_pb2.GenerationConfig(stop_sequences=stop_sequences)
+    if max_output_tokens is not None:
+        config.max_output_tokens = max_output_tokens
+    if temperature is not None:
+        config.temperature = temperature
+    if top_p is not None:
+        config.top_p = top_p
+    if top_k is not None:
+        config.top_k = top_k
+    return config
 
 
 def _billing_options(
@@ -278,11 +284,12 @@ def _metadata_filters(
     ]
 
 
-def _search_mode(mode: SearchMode | int | None) -> int:
+def _search_mode(mode: SearchMode | int | None) -> generation_pb2.SearchMode.ValueType:
+    """ "vector" / "keyword" / "hybrid" (or a SearchMode enum value); None is unspecified."""
     if mode is None:
         return generation_pb2.SEARCH_MODE_UNSPECIFIED
     if isinstance(mode, int):
-        return int(mode)
+        return cast(generation_pb2.SearchMode.ValueType, mode)
     try:
         return _SEARCH_MODES[mode]
     except KeyError:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.descriptor import EnumDescriptor
 from llmgateway.v1 import billing_pb2, generation_pb2, retrieval_pb2
 
 from .metadata import TRACE_ID_KEY, MetadataPairs, first_text
@@ -60,13 +60,12 @@ __all__ = [
 # --- small conversions ------------------------------------------------------------------
 
 
-def enum_label(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
-    """ "FINISH_REASON_STOP" -> "stop"; a value newer than this client -> "unknown"."""
-    try:
-        name = enum.Name(value)
-    except ValueError:
+def enum_label(enum: EnumDescriptor, value: int, prefix: str) -> str:
+    """FINISH_REASON_STOP -> "stop"; a value newer than this client -> "unknown"."""
+    known = enum.values_by_number.get(value)
+    if known is None:
         return "unknown"
-    return name.removeprefix(prefix).lower()
+    return known.name.removeprefix(prefix).lower()
 
 
 def seconds(duration: duration_pb2.Duration) -> float:
@@ -110,7 +109,9 @@ def _attempts(attempts: Iterable[generation_pb2.Attempt]) -> tuple[Attempt, ...]
     return tuple(
         Attempt(
             target=_target(attempt, "target"),
-            outcome=enum_label(generation_pb2.AttemptOutcome, attempt.outcome, "ATTEMPT_OUTCOME_"),
+            outcome=enum_label(
+                generation_pb2.AttemptOutcome.DESCRIPTOR, attempt.outcome, "ATTEMPT_OUTCOME_"
+            ),
             error_reason=attempt.error_reason,
             error_message=attempt.error_message,
             latency_s=seconds(attempt.latency),
@@ -153,7 +154,7 @@ def _prompt(message: Any) -> PromptRef | None:
 
 
 def _finish_reason(value: int) -> str:
-    return enum_label(generation_pb2.FinishReason, value, "FINISH_REASON_")
+    return enum_label(generation_pb2.FinishReason.DESCRIPTOR, value, "FINISH_REASON_")
 
 
 # --- generation -------------------------------------------------------------------------
@@ -292,7 +293,9 @@ def parse_ingest_documents_response(
         results=tuple(
             DocumentResult(
                 document_id=result.document_id,
-                outcome=enum_label(retrieval_pb2.IngestOutcome, result.outcome, "INGEST_OUTCOME_"),
+                outcome=enum_label(
+                    retrieval_pb2.IngestOutcome.DESCRIPTOR, result.outcome, "INGEST_OUTCOME_"
+                ),
                 chunk_count=result.chunk_count,
             )
             for result in response.results
@@ -364,7 +367,9 @@ def parse_list_transactions_response(
         transactions=tuple(
             Transaction(
                 transaction_id=transaction.transaction_id,
-                kind=enum_label(billing_pb2.TransactionKind, transaction.kind, "TRANSACTION_KIND_"),
+                kind=enum_label(
+                    billing_pb2.TransactionKind.DESCRIPTOR, transaction.kind, "TRANSACTION_KIND_"
+                ),
                 amount_micros=transaction.amount_micros,
                 description=transaction.description,
                 create_time=_datetime(transaction, "create_time"),

@@ -29,7 +29,10 @@ def full_jitter(cap_s: float) -> float:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff: retry n (from 0) waits `jitter(min(max_s, initial_s * multiplier**n))`."""
+    """Exponential backoff: retry n (from 0) waits `jitter(min(max_s, initial_s * multiplier**n))`.
+
+    The default jitter is full jitter; tests pass `jitter=lambda cap: cap` for exact waits.
+    """
 
     initial_s: float = 0.2
     max_s: float = 5.0
