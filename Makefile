@@ -23,11 +23,11 @@ run: $(STAMP)
 
 ## demo: stream a reply from the running gateway through the Python client
 demo: $(STAMP)
-	$(PY) -m clients.python.demo 2>/dev/null || $(PY) -m llmgateway_client.demo
+	$(PY) -m llmgateway_client.demo
 
 ## test: install what the tests need and run the whole suite
 test: $(STAMP) redis-server node-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 ## proto: regenerate generated/ from proto/
 proto: $(STAMP)

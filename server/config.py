@@ -104,12 +104,21 @@ class ProviderConfig(_Strict):
     requires_api_key: bool = Field(True, description="false for local endpoints (simulator)")
     timeout_s: float = Field(60.0, gt=0)
     max_connections: int = Field(200, ge=1)
+    region: str = Field("", description="default region (bedrock: the AWS region)")
+    failover_regions: list[str] = Field(
+        [], description="regions tried after the preferred one; each is its own target")
+    endpoint_url: str | None = Field(
+        None, description="bedrock endpoint override; '{region}' is replaced (simulator)")
+    default_max_output_tokens: int = Field(
+        4096, ge=1, description="max_tokens when the caller sets none (Anthropic requires it)")
 
 
 class TargetConfig(_Strict):
     provider: str
     model: str
     region: str = ""
+    pin_region: bool = Field(False, description="true: never expand into failover regions")
+    weight: int = Field(1, ge=0, description="share of traffic in a weighted route")
 
 
 class PricingConfig(_Strict):
@@ -119,12 +128,18 @@ class PricingConfig(_Strict):
     input_per_million_micros: int = Field(0, ge=0)
     output_per_million_micros: int = Field(0, ge=0)
     cached_input_per_million_micros: int = Field(0, ge=0)
+    per_message_micros: int = Field(0, ge=0, description="flat price per call")
+    per_minute_micros: int = Field(0, ge=0, description="price per minute of call time")
 
 
 class ModelConfig(_Strict):
     description: str = ""
     targets: list[TargetConfig] = Field(min_length=1)
     pricing: PricingConfig | None = None
+    strategy: Literal["ordered", "weighted"] = Field(
+        "ordered", description="weighted: targets are equivalent; the first is drawn by weight")
+    fallbacks: list[str] = Field(
+        [], description="other model names whose chains follow (same provider first)")
 
 
 class RetryConfig(_Strict):
@@ -132,6 +147,31 @@ class RetryConfig(_Strict):
     base_delay_s: float = Field(0.05, ge=0)
     max_delay_s: float = Field(2.0, ge=0)
     max_retry_after_s: float = Field(5.0, ge=0, description="longer retry-after → next target")
+
+
+class RoutingConfig(_Strict):
+    """Circuit breakers, the global retry budget and the database routes cache."""
+
+    breaker_consecutive_failures: int = Field(5, ge=1)
+    breaker_error_rate: float = Field(0.5, gt=0, le=1)
+    breaker_window_s: float = Field(30.0, gt=0)
+    breaker_min_calls: int = Field(20, ge=1, description="calls in the window before the rate counts")
+    breaker_cooldown_s: float = Field(10.0, gt=0, description="open time before a probe")
+    retry_budget_ratio: float = Field(0.2, ge=0, description="retries earned per request")
+    retry_budget_min_per_s: float = Field(10.0, ge=0, description="retries always allowed per second")
+    routes_refresh_s: float = Field(5.0, gt=0, description="database routes cache refresh period")
+    bedrock_threads: int = Field(32, ge=1, description="thread pool for the blocking boto3 calls")
+
+
+class BillingConfig(_Strict):
+    """The wallet ledger (server/billing): batching writers, holds and their sweeper."""
+
+    enabled: bool = True
+    pool_size: int = Field(8, ge=1, description="ledger connections per process")
+    writers: int = Field(2, ge=1, description="concurrent ledger batches per process")
+    max_batch: int = Field(256, ge=1, description="operations per ledger statement")
+    hold_ttl_s: float = Field(600.0, gt=0, description="holds not settled by then are released")
+    sweep_interval_s: float = Field(5.0, gt=0, description="how often expired holds are swept")
 
 
 class GatewayConfig(_Strict):
@@ -143,6 +183,8 @@ class GatewayConfig(_Strict):
     tracing: TracingConfig = TracingConfig()
     logging: LoggingConfig = LoggingConfig()
     retry: RetryConfig = RetryConfig()
+    routing: RoutingConfig = RoutingConfig()
+    billing: BillingConfig = BillingConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     universal_fallback: TargetConfig | None = None
@@ -155,6 +197,9 @@ class GatewayConfig(_Strict):
             for i, t in enumerate(model.targets)
             if t.provider not in self.providers
         ]
+        bad += [f"models.{name}.fallbacks[{i}]: unknown model {other!r}"
+                for name, model in self.models.items()
+                for i, other in enumerate(model.fallbacks) if other not in self.models]
         if self.universal_fallback and self.universal_fallback.provider not in self.providers:
             bad.append(f"universal_fallback.provider: unknown provider "
                        f"{self.universal_fallback.provider!r}")
@@ -172,6 +217,9 @@ class GatewayConfig(_Strict):
         return None
 
 
+_TOP_LEVEL_SCALARS = frozenset({"data_dir"})
+
+
 def _deep_set(tree: dict[str, Any], path: list[str], value: Any) -> None:
     for key in path[:-1]:
         node = tree.get(key)
@@ -185,9 +233,14 @@ def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict
     """Apply ``LLMGW_A__B=v`` and the conventional DATABASE_URL / REDIS_URL variables."""
     tree = dict(raw)
     for name, value in environ.items():
-        if name.startswith(ENV_PREFIX) and "__" in name:
-            path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
-            _deep_set(tree, path, yaml.safe_load(value) if value else value)
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        # LLMGW_DATA_DIR sets a top-level key; other LLMGW_X variables (LLMGW_JWT_SECRET,
+        # LLMGW_CONFIG) are not configuration keys and are left alone.
+        if len(path) == 1 and path[0] not in _TOP_LEVEL_SCALARS:
+            continue
+        _deep_set(tree, path, yaml.safe_load(value) if value else value)
     if environ.get("DATABASE_URL"):
         _deep_set(tree, ["database", "url"], environ["DATABASE_URL"])
     if environ.get("REDIS_URL"):
