@@ -47,8 +47,10 @@ redis-server:
 
 node-deps: $(NODE_DIR)/node_modules/.installed
 
+# `npm install`, not `npm ci`: npm 11's ci rejects lock files whose optional per-platform
+# packages (buf's binaries) were resolved on another OS.
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 bench: $(STAMP)
