@@ -5,7 +5,9 @@ Production code never imports this package; it is started as a separate process
 by the official vendor SDKs pointed at its base URL.
 
 Layout: `scenario` holds vendor-neutral behaviour (scripted latency, token rate,
-failures, drops, counters); one module per vendor protocol translates it to that
-vendor's wire format (`openai_api` today); `app` assembles them with the `/_sim/`
-control API.
+failures, drops, refusals, per-region scenarios and outages, counters); one module per
+vendor protocol translates it to that vendor's wire format (`openai_api`,
+`anthropic_api`, `gemini_api`, `bedrock_api` with `eventstream` framing), sharing the
+transport helpers in `wire`; `app` assembles them with the `/_sim/` control API, which
+`ctl` drives from the shell and `testing.SimulatorProcess` from Python.
 """

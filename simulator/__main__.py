@@ -21,7 +21,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
-    parser.add_argument("--scenarios", help="YAML/JSON file: {scenarios: {model: behaviour}}")
+    parser.add_argument(
+        "--scenarios",
+        help="YAML/JSON file: {scenarios: {model: behaviour}, "
+        "region_scenarios: {region: {model: behaviour}}, regions: {region: {status}}}",
+    )
     return parser.parse_args(argv)
 
 
@@ -56,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = SimulatorState()
     if args.scenarios:
         try:
-            for model, behaviour in load_scenario_file(args.scenarios).items():
-                state.scenarios.set(model, behaviour)
+            load_scenario_file(args.scenarios).apply(state.scenarios)
         except (OSError, ValueError, ScenarioError) as exc:
             print(f"simulator: cannot load scenarios: {exc}", file=sys.stderr, flush=True)
             return 2

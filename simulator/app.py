@@ -11,8 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.anthropic_api import AnthropicProtocol
+from simulator.bedrock_api import BedrockProtocol
+from simulator.gemini_api import GeminiProtocol
 from simulator.openai_api import OpenAIProtocol
-from simulator.scenario import Behaviour, ScenarioError, SimulatorState
+from simulator.scenario import Behaviour, RegionOutage, ScenarioError, SimulatorState
 
 _STATE_KEY = web.AppKey("simulator_state", SimulatorState)
 _MAX_BODY = 64 * 1024 * 1024  # RAG prompts can be large; the vendor limit is the model's
@@ -24,7 +27,11 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class ControlAPI:
-    """`/_sim/` routes: script behaviours, read and reset counters, health."""
+    """`/_sim/` routes: script behaviours, region outages, read and reset counters, health.
+
+    Scenario routes take an optional `?region=R`: the behaviour then applies only to
+    calls in that region (Bedrock), ahead of the model's region-less behaviour.
+    """
 
     def __init__(self, state: SimulatorState) -> None:
         self._state = state
@@ -39,6 +46,9 @@ class ControlAPI:
             web.delete("/_sim/scenarios/{model:.+}", self.delete_scenario),
             web.delete("/_sim/scenarios", self.clear_scenarios),
             web.post("/_sim/reset", self.reset),
+            web.get("/_sim/regions", self.list_regions),
+            web.put("/_sim/regions/{region}", self.put_region),
+            web.delete("/_sim/regions/{region}", self.delete_region),
         ]
 
     async def health(self, request: web.Request) -> web.Response:
@@ -61,16 +71,48 @@ class ControlAPI:
             behaviour = Behaviour.from_mapping(json.loads(raw) if raw.strip() else {})
         except (ValueError, ScenarioError) as exc:
             return _json({"error": str(exc)}, status=400)
-        self._state.scenarios.set(model, behaviour)
-        return _json({"model": model, "behaviour": behaviour.to_dict()})
+        region = request.query.get("region") or None
+        self._state.scenarios.set(model, behaviour, region)
+        return _json({"model": model, "region": region, "behaviour": behaviour.to_dict()})
 
     async def delete_scenario(self, request: web.Request) -> web.Response:
         model = request.match_info["model"]
-        if not self._state.scenarios.remove(model):
-            return _json({"error": f"no scenario for {model!r}"}, status=404)
-        return _json({"deleted": model})
+        region = request.query.get("region") or None
+        if not self._state.scenarios.remove(model, region):
+            where = f" in region {region}" if region else ""
+            return _json({"error": f"no scenario for {model!r}{where}"}, status=404)
+        return _json({"deleted": model, "region": region})
+
+    async def list_regions(self, request: web.Request) -> web.Response:
+        """Regions currently down, with the status their calls fail with."""
+        return _json(self._state.scenarios.outages_snapshot())
+
+    async def put_region(self, request: web.Request) -> web.Response:
+        """`{"down": true, "status": 503, "message": ...}` takes a region down; `down: false`
+        brings it back (same as DELETE)."""
+        region = request.match_info["region"]
+        try:
+            raw = await request.read()
+            data = json.loads(raw) if raw.strip() else {}
+            outage = RegionOutage.from_mapping(data)
+        except (ValueError, ScenarioError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        down = data.get("down", True)
+        if not isinstance(down, bool):
+            return _json({"error": "down must be true or false"}, status=400)
+        if not down:
+            self._state.scenarios.set_region_up(region)
+            return _json({"region": region, "down": False})
+        self._state.scenarios.set_region_down(region, outage)
+        return _json({"region": region, "down": True, "status": outage.status})
+
+    async def delete_region(self, request: web.Request) -> web.Response:
+        region = request.match_info["region"]
+        was_down = self._state.scenarios.set_region_up(region)
+        return _json({"region": region, "down": False, "was_down": was_down})
 
     async def clear_scenarios(self, request: web.Request) -> web.Response:
+        """Every scenario and every region outage."""
         self._state.scenarios.clear()
         return _json({"cleared": True})
 
@@ -90,6 +132,9 @@ def create_app(state: SimulatorState | None = None) -> web.Application:
     app[_STATE_KEY] = state
     app.add_routes(ControlAPI(state).routes())
     app.add_routes(OpenAIProtocol(state).routes())
+    app.add_routes(AnthropicProtocol(state).routes())
+    app.add_routes(GeminiProtocol(state).routes())
+    app.add_routes(BedrockProtocol(state).routes())
     return app
 
 

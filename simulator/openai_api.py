@@ -354,7 +354,7 @@ class OpenAIProtocol:
     # -- chat completions -------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        with CallScope(self._state.stats, lambda: _connection_lost(request)) as scope:
+        with CallScope(self._state.stats, lambda: _connection_lost(request), "openai") as scope:
             try:
                 denied = _check_auth(request)
                 if denied is not None:
@@ -430,7 +430,7 @@ class OpenAIProtocol:
     # -- embeddings -------------------------------------------------------------------
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        with CallScope(self._state.stats, lambda: _connection_lost(request)) as scope:
+        with CallScope(self._state.stats, lambda: _connection_lost(request), "openai") as scope:
             denied = _check_auth(request)
             if denied is not None:
                 return scope.responded(denied)

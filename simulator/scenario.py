@@ -38,6 +38,9 @@ _LOREM_TEXT = (
 _LOREM = tuple(_LOREM_TEXT.split())
 
 
+CONTENT_FILTER_MODES = ("prompt", "response")
+
+
 class ScenarioError(ValueError):
     """A scenario (from the control API or a file) is malformed; the message says why."""
 
@@ -65,8 +68,16 @@ class ScriptedFailure:
 class Behaviour:
     """How one model behaves. All fields are optional in the scripted form.
 
-    Precedence when several apply: `not_found`, then pending one-shot `failures`,
-    then `always_status`, then `timeout`, then a (possibly dropped) successful reply.
+    Precedence when several apply: a region outage (see `RegionOutage`), `not_found`,
+    then pending one-shot `failures`, then `always_status`, then `timeout`, then a
+    (possibly dropped) successful reply.
+
+    `drop_error_status` turns a `drop_after_tokens` drop from a cut connection into the
+    vendor's in-stream error for that status (Anthropic `event: error`, a Gemini error
+    chunk, a Bedrock event-stream exception), which is how vendors report an upstream
+    failure once the HTTP 200 is already sent. `content_filter` makes the model refuse:
+    `"prompt"` blocks before any output, `"response"` stops half-way through it.
+    `cached_prompt_tokens` / `cache_write_tokens` script the prompt-cache part of usage.
     """
 
     latency_ms: float = 0.0
@@ -77,7 +88,11 @@ class Behaviour:
     always_status: int | None = None
     timeout: bool = False
     drop_after_tokens: int | None = None
+    drop_error_status: int | None = None
     not_found: bool = False
+    content_filter: str | None = None
+    cached_prompt_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Behaviour:
@@ -93,10 +108,17 @@ class Behaviour:
                 kwargs[name] = _non_negative_number(data[name], name)
         if data.get("reply_tokens") is not None:
             kwargs["reply_tokens"] = _non_negative_int(data["reply_tokens"], "reply_tokens")
-        if data.get("drop_after_tokens") is not None:
-            kwargs["drop_after_tokens"] = _non_negative_int(
-                data["drop_after_tokens"], "drop_after_tokens"
+        for name in ("drop_after_tokens", "cached_prompt_tokens", "cache_write_tokens"):
+            if data.get(name) is not None:
+                kwargs[name] = _non_negative_int(data[name], name)
+        if data.get("drop_error_status") is not None:
+            kwargs["drop_error_status"] = _http_status(
+                data["drop_error_status"], "drop_error_status"
             )
+        if data.get("content_filter") is not None:
+            if data["content_filter"] not in CONTENT_FILTER_MODES:
+                raise ScenarioError("content_filter must be 'prompt' or 'response'")
+            kwargs["content_filter"] = data["content_filter"]
         if data.get("reply") is not None:
             if not isinstance(data["reply"], str):
                 raise ScenarioError("reply must be a string")
@@ -169,11 +191,28 @@ def _failures(value: Any) -> tuple[ScriptedFailure, ...]:
     return tuple(out)
 
 
-def load_scenario_file(path: str | Path) -> dict[str, Behaviour]:
-    """Read `{"scenarios": {model: behaviour}}` (or a bare `{model: behaviour}`) from YAML/JSON.
+@dataclass(frozen=True, slots=True)
+class ScenarioFile:
+    """A scenario file's content: behaviours by (model, region) and region outages."""
 
-    The file format is the control API's PUT body keyed by model, so a scenario can be
-    tried interactively and then frozen into a file unchanged.
+    scenarios: dict[tuple[str, str | None], Behaviour]
+    outages: dict[str, RegionOutage]
+
+    def apply(self, book: ScenarioBook) -> None:
+        for (model, region), behaviour in self.scenarios.items():
+            book.set(model, behaviour, region)
+        for region, outage in self.outages.items():
+            book.set_region_down(region, outage)
+
+
+def load_scenario_file(path: str | Path) -> ScenarioFile:
+    """Read a YAML/JSON scenario file.
+
+    Forms: a bare `{model: behaviour}`, or `{scenarios: {model: behaviour},
+    region_scenarios: {region: {model: behaviour}}, regions: {region: {status, message}}}`.
+    Behaviours are the control API's PUT bodies, so a scenario can be tried
+    interactively and then frozen into a file unchanged; `regions` lists regions that
+    start down (an outage demo).
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
@@ -183,17 +222,34 @@ def load_scenario_file(path: str | Path) -> dict[str, Behaviour]:
         import yaml  # type: ignore[import-untyped,unused-ignore]  # only needed for YAML files
 
         data = yaml.safe_load(text) or {}
-    if isinstance(data, Mapping) and isinstance(data.get("scenarios"), Mapping):
-        data = data["scenarios"]
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{path}: expected a mapping of model name to behaviour")
-    out = {}
-    for model, behaviour in data.items():
+    sectioned = {"scenarios", "region_scenarios", "regions"} & set(data)
+    by_region: dict[str | None, Any] = (
+        {None: data.get("scenarios") or {}, **(data.get("region_scenarios") or {})}
+        if sectioned
+        else {None: data}
+    )
+    scenarios: dict[tuple[str, str | None], Behaviour] = {}
+    for region, models in by_region.items():
+        if not isinstance(models, Mapping):
+            raise ScenarioError(f"{path}: expected a mapping of model name to behaviour")
+        for model, behaviour in models.items():
+            try:
+                scenarios[(str(model), region)] = Behaviour.from_mapping(behaviour or {})
+            except ScenarioError as exc:
+                where = f"model {model!r}" + (f" in region {region}" if region else "")
+                raise ScenarioError(f"{path}: {where}: {exc}") from None
+    outages = {}
+    regions = (data.get("regions") or {}) if sectioned else {}
+    if not isinstance(regions, Mapping):
+        raise ScenarioError(f"{path}: regions must map region to {{status, message}}")
+    for region, outage in regions.items():
         try:
-            out[str(model)] = Behaviour.from_mapping(behaviour or {})
+            outages[str(region)] = RegionOutage.from_mapping(outage or {})
         except ScenarioError as exc:
-            raise ScenarioError(f"{path}: model {model!r}: {exc}") from None
-    return out
+            raise ScenarioError(f"{path}: region {region!r}: {exc}") from None
+    return ScenarioFile(scenarios, outages)
 
 
 # --------------------------------------------------------------------------- scenario book
@@ -223,42 +279,102 @@ class _Scenario:
     remaining: list[int]  # per failure entry, how many calls it still fails
 
 
+@dataclass(frozen=True, slots=True)
+class RegionOutage:
+    """A whole region answering every call with `status` ("region us-east-1 down")."""
+
+    status: int = 503
+    message: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RegionOutage:
+        if not isinstance(data, Mapping):
+            raise ScenarioError("region outage must be a JSON object")
+        unknown = set(data) - {"down", "status", "message"}
+        if unknown:
+            raise ScenarioError(f"unknown region field(s): {', '.join(sorted(unknown))}")
+        message = data.get("message")
+        if message is not None and not isinstance(message, str):
+            raise ScenarioError("message must be a string")
+        status = data.get("status")
+        return cls(503 if status is None else _http_status(status, "status"), message)
+
+
+ScenarioKey = tuple[str, str | None]
+"""(model, region); region None means "in every region without a scenario of its own"."""
+
+
+def display_key(key: ScenarioKey) -> str:
+    """How the control API names a scenario: `model`, or `model@region` when region-scoped."""
+    model, region = key
+    return model if region is None else f"{model}@{region}"
+
+
 class ScenarioBook:
-    """Scripted behaviours keyed by model (vendors may compose keys, e.g. region/model).
+    """Scripted behaviours keyed by model and, optionally, region; plus region outages.
+
+    Lookup for a call to `model` in `region` takes the first that exists of
+    (model, region), (model, any region), (*, region), (*, any region), the default.
+    Vendors without regions pass region None.
 
     `plan()` is synchronous and contains no await, so on the single event loop each call
     consumes exactly one pending failure even when many requests arrive at once.
     """
 
     def __init__(self) -> None:
-        self._scenarios: dict[str, _Scenario] = {}
+        self._scenarios: dict[ScenarioKey, _Scenario] = {}
+        self._outages: dict[str, RegionOutage] = {}
         self._default = Behaviour()
 
-    def set(self, key: str, behaviour: Behaviour) -> None:
-        """Replace the behaviour of `key` (and restart its failure script)."""
-        self._scenarios[key] = _Scenario(behaviour, [f.count for f in behaviour.failures])
+    def set(self, model: str, behaviour: Behaviour, region: str | None = None) -> None:
+        """Replace the behaviour of `model` (in `region`) and restart its failure script."""
+        remaining = [f.count for f in behaviour.failures]
+        self._scenarios[(model, region)] = _Scenario(behaviour, remaining)
 
-    def remove(self, key: str) -> bool:
-        return self._scenarios.pop(key, None) is not None
+    def remove(self, model: str, region: str | None = None) -> bool:
+        return self._scenarios.pop((model, region), None) is not None
 
     def clear(self) -> None:
+        """Forget every scenario and outage."""
         self._scenarios.clear()
+        self._outages.clear()
 
     def names(self) -> list[str]:
-        """Keys that have a scripted behaviour (including the wildcard, if set)."""
-        return list(self._scenarios)
+        """Models that have a scripted behaviour (including the wildcard, if set)."""
+        return list(dict.fromkeys(model for model, _ in self._scenarios))
 
-    def behaviour(self, key: str) -> Behaviour:
-        """The behaviour that applies to `key` (its own, the wildcard's, or the default)."""
-        scenario = self._scenarios.get(key) or self._scenarios.get(WILDCARD_KEY)
+    def set_region_down(self, region: str, outage: RegionOutage) -> None:
+        self._outages[region] = outage
+
+    def set_region_up(self, region: str) -> bool:
+        return self._outages.pop(region, None) is not None
+
+    def outages(self) -> dict[str, RegionOutage]:
+        return dict(self._outages)
+
+    def _find(self, model: str, region: str | None) -> _Scenario | None:
+        candidates = ((model, region), (model, None), (WILDCARD_KEY, region), (WILDCARD_KEY, None))
+        for key in candidates:
+            scenario = self._scenarios.get(key)
+            if scenario is not None:
+                return scenario
+        return None
+
+    def behaviour(self, model: str, region: str | None = None) -> Behaviour:
+        """The behaviour that applies to `model` in `region`."""
+        scenario = self._find(model, region)
         return self._default if scenario is None else scenario.behaviour
 
-    def plan(self, key: str) -> Plan:
-        """Decide how the next call to `key` behaves, consuming a one-shot failure if any."""
-        scenario = self._scenarios.get(key) or self._scenarios.get(WILDCARD_KEY)
+    def plan(self, model: str, region: str | None = None) -> Plan:
+        """Decide how the next call behaves, consuming a one-shot failure if any."""
+        scenario = self._find(model, region)
+        behaviour = self._default if scenario is None else scenario.behaviour
+        outage = None if region is None else self._outages.get(region)
+        if outage is not None:
+            message = outage.message or f"Region {region} is unavailable (simulated outage)."
+            return Plan(behaviour, ScriptedError(outage.status, message))
         if scenario is None:
-            return Plan(self._default)
-        behaviour = scenario.behaviour
+            return Plan(behaviour)
         if behaviour.not_found:
             return Plan(behaviour, ScriptedError(404))
         for i, left in enumerate(scenario.remaining):
@@ -271,11 +387,14 @@ class ScenarioBook:
         return Plan(behaviour)
 
     def snapshot(self) -> dict[str, Any]:
-        """Behaviours plus how many scripted failures each still has pending."""
+        """Behaviours (keyed `model` or `model@region`) with their pending failure counts."""
         return {
-            key: {**s.behaviour.to_dict(), "failures_remaining": sum(s.remaining)}
+            display_key(key): {**s.behaviour.to_dict(), "failures_remaining": sum(s.remaining)}
             for key, s in self._scenarios.items()
         }
+
+    def outages_snapshot(self) -> dict[str, Any]:
+        return {region: asdict(o) for region, o in self._outages.items()}
 
 
 # --------------------------------------------------------------------------- replies
@@ -287,6 +406,7 @@ class FinishReason(enum.Enum):
     END = "end"
     LENGTH = "length"
     STOP_SEQUENCE = "stop_sequence"
+    CONTENT_FILTER = "content_filter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +416,8 @@ class Completion:
     tokens: tuple[str, ...]
     finish: FinishReason
     stop_sequence: str | None = None
+    prompt_blocked: bool = False
+    """The prompt itself was refused (no output at all), as opposed to a reply cut short."""
 
     @property
     def text(self) -> str:
@@ -318,8 +440,14 @@ def reply_tokens(model: str, behaviour: Behaviour) -> list[str]:
 def compose_completion(
     model: str, behaviour: Behaviour, max_tokens: int | None, stop: Sequence[str] = ()
 ) -> Completion:
-    """Apply the caller's token cap and stop sequences to the deterministic reply."""
+    """Apply the caller's token cap, stop sequences and any scripted refusal to the reply."""
+    if behaviour.content_filter == "prompt":
+        return Completion((), FinishReason.CONTENT_FILTER, prompt_blocked=True)
     tokens = reply_tokens(model, behaviour)
+    if behaviour.content_filter == "response":
+        kept = len(tokens) // 2
+        if max_tokens is None or kept <= max_tokens:
+            return Completion(tuple(tokens[:kept]), FinishReason.CONTENT_FILTER)
     capped = max_tokens is not None and len(tokens) > max_tokens
     if capped:
         tokens = tokens[:max_tokens]
@@ -426,6 +554,9 @@ class SimStats:
 
     requests: int = 0
     requests_by_model: dict[str, int] = field(default_factory=dict)
+    requests_by_vendor: dict[str, int] = field(default_factory=dict)
+    requests_by_region: dict[str, int] = field(default_factory=dict)
+    requests_by_region_model: dict[str, int] = field(default_factory=dict)
     responses_by_status: dict[str, int] = field(default_factory=dict)
     streams_started: int = 0
     streams_completed: int = 0
@@ -437,6 +568,9 @@ class SimStats:
         self.requests = self.streams_started = self.streams_completed = 0
         self.client_disconnects = self.connections_dropped = 0
         self.requests_by_model = {}
+        self.requests_by_vendor = {}
+        self.requests_by_region = {}
+        self.requests_by_region_model = {}
         self.responses_by_status = {}
 
     def snapshot(self) -> dict[str, Any]:
@@ -461,10 +595,14 @@ class CallScope:
 
     __slots__ = ("_connection_lost", "_dropping", "_stats")
 
-    def __init__(self, stats: SimStats, connection_lost: Callable[[], bool]) -> None:
+    def __init__(
+        self, stats: SimStats, connection_lost: Callable[[], bool], vendor: str | None = None
+    ) -> None:
         self._stats = stats
         self._connection_lost = connection_lost
         self._dropping = False
+        if vendor is not None:
+            _bump(stats.requests_by_vendor, vendor)
 
     def __enter__(self) -> Self:
         self._stats.requests += 1
@@ -484,10 +622,16 @@ class CallScope:
         if gone and self._connection_lost():
             self._stats.client_disconnects += 1
 
-    def model(self, name: str) -> None:
-        """Attribute the call to a model once the request body has named it."""
-        by_model = self._stats.requests_by_model
-        by_model[name] = by_model.get(name, 0) + 1
+    def model(self, name: str, region: str | None = None) -> None:
+        """Attribute the call to a model (and region) once the request has named it.
+
+        `requests_by_region_model` is keyed `region/model`, so a test can tell which
+        region of a multi-region vendor served a given model.
+        """
+        _bump(self._stats.requests_by_model, name)
+        if region is not None:
+            _bump(self._stats.requests_by_region, region)
+            _bump(self._stats.requests_by_region_model, f"{region}/{name}")
 
     def responded(self, response: _R) -> _R:
         """Count the status of the response being returned (or started) and pass it on."""
@@ -506,6 +650,10 @@ class CallScope:
         """Mark the coming connection loss as scripted, not the client's doing."""
         self._dropping = True
         self._stats.connections_dropped += 1
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
 
 
 @dataclass(slots=True)

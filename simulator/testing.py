@@ -7,6 +7,21 @@ with the caller's.
     with SimulatorProcess() as sim:
         sim.set_scenario("gpt-4o", failures=[{"status": 429, "count": 2}])
         client = AsyncOpenAI(base_url=sim.openai_base_url, api_key=sim.api_key)
+
+Pointing each official SDK at it:
+
+    AsyncAnthropic(base_url=sim.anthropic_base_url, api_key=sim.api_key)
+    genai.Client(api_key=sim.api_key,
+                 http_options=types.HttpOptions(base_url=sim.gemini_base_url))
+    boto3.client("bedrock-runtime", region_name=R, endpoint_url=sim.bedrock_endpoint_url(R),
+                 aws_access_key_id="sim", aws_secret_access_key="sim")
+
+Bedrock regions all live in this one process. `bedrock_endpoint_url(R)` puts the region
+in the path (`/bedrock/R`, kept by botocore), which is unambiguous; a client on the plain
+`bedrock_base_endpoint_url` is attributed to the region of its SigV4 credential scope
+(its `region_name`). `set_scenario(model, region=R, ...)` scripts one region only and
+`set_region_down(R)` fails every Bedrock call in R ("region us-east-1 down");
+`stats()["requests_by_region"]` / `["requests_by_region_model"]` show who was called.
 """
 
 from __future__ import annotations
@@ -166,27 +181,65 @@ class SimulatorProcess:
         return self.base_url + "/v1"
 
     @property
+    def anthropic_base_url(self) -> str:
+        """`base_url` for the Anthropic SDK (it appends `/v1/messages` itself)."""
+        return self.base_url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """`HttpOptions.base_url` for google-genai (it appends `/v1beta/models/...`)."""
+        return self.base_url
+
+    def bedrock_endpoint_url(self, region: str) -> str:
+        """boto3 `endpoint_url` for Bedrock Runtime in `region`: `http://HOST:PORT/bedrock/R`."""
+        return f"{self.base_url}/bedrock/{quote(region, safe='')}"
+
+    @property
+    def bedrock_base_endpoint_url(self) -> str:
+        """boto3 `endpoint_url` whose region is read from the SigV4 credential scope."""
+        return self.base_url
+
+    @property
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
 
     # -- control API ----------------------------------------------------------------
 
-    def set_scenario(self, model: str, **behaviour: Any) -> dict[str, Any]:
-        """Replace `model`'s behaviour (fields as in the control API); returns it normalised."""
-        return self._call("PUT", _scenario_path(model), json=behaviour)["behaviour"]
+    def set_scenario(
+        self, model: str, *, region: str | None = None, **behaviour: Any
+    ) -> dict[str, Any]:
+        """Replace `model`'s behaviour (fields as in the control API), in every region or
+        only in `region`; returns the behaviour normalised."""
+        path = _scenario_path(model, region)
+        return self._call("PUT", path, json=behaviour)["behaviour"]
 
-    def remove_scenario(self, model: str) -> None:
-        self._call("DELETE", _scenario_path(model))
+    def remove_scenario(self, model: str, *, region: str | None = None) -> None:
+        self._call("DELETE", _scenario_path(model, region))
 
     def clear_scenarios(self) -> None:
+        """Every scenario and every region outage."""
         self._call("DELETE", "/_sim/scenarios")
+
+    def set_region_down(self, region: str, status: int = 503, message: str | None = None) -> None:
+        """Fail every call in `region` with `status` until `set_region_up` or a reset."""
+        body: dict[str, Any] = {"down": True, "status": status}
+        if message is not None:
+            body["message"] = message
+        self._call("PUT", "/_sim/regions/" + quote(region, safe=""), json=body)
+
+    def set_region_up(self, region: str) -> None:
+        self._call("DELETE", "/_sim/regions/" + quote(region, safe=""))
+
+    def regions_down(self) -> dict[str, Any]:
+        """Regions currently down: `{region: {status, message}}`."""
+        return self._call("GET", "/_sim/regions")
 
     def scenarios(self) -> dict[str, Any]:
         """Current behaviours, each with `failures_remaining`."""
         return self._call("GET", "/_sim/scenarios")
 
     def reset(self) -> None:
-        """Clear all scenarios and zero the counters."""
+        """Clear all scenarios and region outages and zero the counters."""
         self._call("POST", "/_sim/reset")
 
     def reset_stats(self) -> None:
@@ -227,8 +280,9 @@ class SimulatorProcess:
         return response.json()
 
 
-def _scenario_path(model: str) -> str:
-    return "/_sim/scenarios/" + quote(model, safe="/:@")
+def _scenario_path(model: str, region: str | None = None) -> str:
+    path = "/_sim/scenarios/" + quote(model, safe="/:@")
+    return path if region is None else f"{path}?region={quote(region, safe='')}"
 
 
 def _pump(stream: IO[str] | None, lines: queue.Queue[str | None]) -> None:
