@@ -1,17 +1,26 @@
 """Turn a request into an ordered chain of targets.
 
-A chain is the explicit targets of the request, or the named route's targets, then the
-configured universal fallback, with consecutive duplicates removed (so a route ending in
-the universal fallback does not try it twice in a row).
+A chain is the explicit targets of the request, or the named route's targets (drawn by
+weight when the route is ``weighted``), then the route's fallback models — those at the
+primary's provider first, then the cross-provider ones — then the configured universal
+fallback. Every target at a regional provider expands into its region chain (the
+caller's preferred region first). Consecutive duplicates are removed (so a route ending
+in the universal fallback does not try it twice in a row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.config import GatewayConfig
 from server.errors import Code, FieldViolation, GatewayError, invalid_argument
+from server.fallback.balance import weighted_order
+from server.fallback.regions import RegionPolicy, region_chain
+from server.fallback.routes import Route, RouteCache, RouteTarget, routes_from_config
+
+MAX_FALLBACK_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -34,22 +43,30 @@ def dedupe_consecutive(targets: Sequence[Target]) -> list[Target]:
     return out
 
 
-class ChainBuilder:
-    """Resolves model names and explicit targets against the configuration."""
+def region_policies(config: GatewayConfig) -> dict[str, RegionPolicy]:
+    return {name: RegionPolicy(p.region, tuple(p.failover_regions))
+            for name, p in config.providers.items()}
 
-    def __init__(self, config: GatewayConfig, providers: Mapping[str, object]) -> None:
-        self._routes = {
-            name: [Target(t.provider, t.model, t.region) for t in model.targets]
-            for name, model in config.models.items()
-        }
+
+class ChainBuilder:
+    """Resolves model names and explicit targets against the routes in force."""
+
+    def __init__(self, config: GatewayConfig, providers: Mapping[str, object], *,
+                 routes: RouteCache | None = None,
+                 rng: Callable[[], float] = random.random) -> None:
+        self._cache = routes or RouteCache(routes_from_config(config))
         fallback = config.universal_fallback
-        self._universal = Target(fallback.provider, fallback.model, fallback.region) \
-            if fallback else None
+        self._universal = RouteTarget(fallback.provider, fallback.model, fallback.region,
+                                      fallback.pin_region) if fallback else None
         self._providers = providers
+        self._regions = region_policies(config)
+        self._rng = rng
 
     @property
     def routes(self) -> Mapping[str, list[Target]]:
-        return self._routes
+        """Each route's primary targets as configured (for ListModels)."""
+        return {name: [Target(t.provider, t.model, t.region) for t in route.targets]
+                for name, route in self._cache.all().items()}
 
     def build(self, model: str, explicit: Sequence[Target] = (),
               region: str = "") -> list[Target]:
@@ -61,9 +78,11 @@ class ChainBuilder:
                     for i, t in enumerate(explicit) if not t.model]
             if bad:
                 raise invalid_argument(bad)
-            chain = list(explicit)
-        elif model in self._routes:
-            chain = list(self._routes[model])
+            # An explicit region is the caller's pin.
+            planned = [RouteTarget(t.provider, t.model, t.region, pin_region=bool(t.region))
+                       for t in explicit]
+        elif (route := self._cache.get(model)) is not None:
+            planned = self._route_targets(route)
         elif not model:
             raise invalid_argument([FieldViolation("model", "required (or set targets)")])
         else:
@@ -71,8 +90,39 @@ class ChainBuilder:
                                f"model {model!r} is not served; ListModels lists the names",
                                violations=[FieldViolation("model", f"unknown model {model!r}")],
                                metadata={"model": model})
-        if region:
-            chain = [Target(t.provider, t.model, t.region or region) for t in chain]
         if self._universal is not None:
-            chain.append(self._universal)
+            planned.append(self._universal)
+        chain = [target for planned_target in planned
+                 for target in self._expand(planned_target, region)]
         return dedupe_consecutive(chain)
+
+    def _primary(self, route: Route) -> list[RouteTarget]:
+        if route.strategy == "weighted":
+            return weighted_order(route.targets, [t.weight for t in route.targets], self._rng)
+        return list(route.targets)
+
+    def _route_targets(self, route: Route) -> list[RouteTarget]:
+        primary = self._primary(route)
+        home = primary[0].provider if primary else ""
+        fallbacks: list[RouteTarget] = []
+        seen = {route.name}
+        pending = [(name, 1) for name in route.fallbacks]
+        while pending:
+            name, depth = pending.pop(0)
+            other = self._cache.get(name)
+            if other is None or name in seen or depth > MAX_FALLBACK_DEPTH:
+                continue
+            seen.add(name)
+            fallbacks.extend(self._primary(other))
+            pending.extend((n, depth + 1) for n in other.fallbacks)
+        # Provider-specific fallbacks first (stable), then cross-provider ones.
+        fallbacks.sort(key=lambda t: t.provider != home)
+        return primary + fallbacks
+
+    def _expand(self, target: RouteTarget, preferred: str) -> list[Target]:
+        policy = self._regions.get(target.provider, RegionPolicy())
+        if not policy.regional:
+            # A vendor without regions: the request's region is only a label.
+            return [Target(target.provider, target.model, target.region or preferred)]
+        return [Target(target.provider, target.model, r)
+                for r in region_chain(policy, target.region, preferred, target.pin_region)]

@@ -6,6 +6,10 @@ error is not retryable; stop at once on errors any vendor would repeat
 (invalid_request, context_too_long). No attempt starts with less than
 ``min_attempt_s`` of the deadline left, and each attempt gets the remaining time as its
 timeout. Streams fail over only until the first event has been relayed.
+
+Each target has a circuit breaker (``breaker.py``): an open one is skipped and reported
+as ``skipped_circuit_open``. Retries of the same target also spend from a global retry
+budget (``budget.py``); with none left the router moves to the next target.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from opentelemetry import trace
 
 from server.errors import Code, GatewayError
 from server.fallback.attempts import Attempt, Outcome, describe
+from server.fallback.breaker import STATE_VALUE, BreakerBoard, BreakerPolicy, BreakerState
+from server.fallback.budget import RetryBudget
 from server.fallback.chain import Target
 from server.metrics import Metrics
 from server.providers.base import (
@@ -91,11 +97,21 @@ class StreamInterrupted(Exception):
                                       **describe(self.attempts)})
 
 
+# Failures that say the target is unhealthy (they count towards opening its breaker).
+# invalid_request / context_too_long / content_filtered are about the request instead.
+BREAKER_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT,
+                           ErrorKind.UNAVAILABLE, ErrorKind.AUTH, ErrorKind.PERMISSION,
+                           ErrorKind.NOT_FOUND})
+
+
 class Router:
-    """Serves requests from a chain of targets; holds no per-request state."""
+    """Serves requests from a chain of targets; holds no per-request state (breakers and
+    the retry budget are shared health state, passed in)."""
 
     def __init__(self, providers: Mapping[str, Provider], policy: RetryPolicy, metrics: Metrics,
-                 tracer: trace.Tracer, *, clock: Callable[[], float] = time.monotonic,
+                 tracer: trace.Tracer, *, breaker_policy: BreakerPolicy | None = None,
+                 budget: RetryBudget | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  rng: Callable[[], float] = random.random) -> None:
         self._providers = providers
@@ -103,15 +119,64 @@ class Router:
         self._metrics = metrics
         self._tracer = tracer
         self._clock, self._sleep, self._rng = clock, sleep, rng
+        self._breakers: BreakerBoard[Target] = BreakerBoard(
+            breaker_policy or BreakerPolicy(), clock, on_change=self._export_state)
+        self._budget = budget or RetryBudget(clock=clock)
+
+    @property
+    def breakers(self) -> BreakerBoard[Target]:
+        return self._breakers
+
+    def _export_state(self, target: Target, state: BreakerState) -> None:
+        """The ``on_change`` hook of a BreakerBoard: the state as a gauge per target."""
+        self._metrics.circuit_state.labels(target.provider, target.model, target.region).set(
+            STATE_VALUE[state])
+
+    def _after_failure(self, target: Target, retry: int, error: ProviderError,
+                       attempts: list[Attempt], deadline: float) -> float | None:
+        """Book a failed attempt; the delay before retrying the same target, or None to
+        move on. Raises at once on errors every vendor would repeat."""
+        breaker = self._breakers.get(target)
+        if error.kind in BREAKER_KINDS:
+            breaker.record_failure()
+        else:
+            breaker.record_neutral()
+        if error.kind in FINAL_KINDS:
+            raise _final_error(error, attempts)
+        delay = self._policy.backoff(retry, error, self._rng)
+        if delay is None or self._clock() + delay + self._policy.min_attempt_s > deadline:
+            return None
+        if not breaker.allow():
+            return None
+        if not self._budget.try_spend():
+            self._metrics.retry_budget_exhausted.inc()
+            breaker.record_neutral()
+            return None
+        return delay
+
+    def _skip_open(self, target: Target, attempts: list[Attempt]) -> bool:
+        """True (and an attempt recorded as skipped) when the target's breaker is open."""
+        if self._breakers.get(target).allow():
+            return False
+        attempts.append(Attempt(target, Outcome.SKIPPED_CIRCUIT_OPEN,
+                                error_kind="circuit_open",
+                                error_message="skipped: the target's circuit breaker is open"))
+        self._metrics.provider_attempts.labels(
+            target.provider, target.model, target.region, Outcome.SKIPPED_CIRCUIT_OPEN.value).inc()
+        return True
 
     async def generate(self, chain: Sequence[Target], request: ProviderRequest,
                        deadline: float) -> Routed:
         attempts: list[Attempt] = []
+        self._budget.on_request()
         for target in chain:
             provider = self._providers[target.provider]
+            if self._skip_open(target, attempts):
+                continue
             for retry in range(self._policy.max_attempts_per_target):
                 remaining = deadline - self._clock()
                 if remaining < self._policy.min_attempt_s:
+                    self._breakers.get(target).record_neutral()
                     attempts.append(Attempt(target, Outcome.SKIPPED_DEADLINE, retry=retry))
                     raise _deadline_error(attempts)
                 started = self._clock()
@@ -127,16 +192,15 @@ class Router:
                     except ProviderError as exc:
                         error = exc
                     else:
+                        self._breakers.get(target).record_success()
                         attempts.append(self._record(target, Outcome.SUCCESS, started, retry))
                         self._count_tokens(target, completion.usage)
                         if len(attempts) > 1:
                             self._metrics.fallbacks.labels(chain[0].model).inc()
                         return Routed(completion, target, attempts)
                 attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
-                if error.kind in FINAL_KINDS:
-                    raise _final_error(error, attempts)
-                delay = self._policy.backoff(retry, error, self._rng)
-                if delay is None or self._clock() + delay + self._policy.min_attempt_s > deadline:
+                delay = self._after_failure(target, retry, error, attempts, deadline)
+                if delay is None:
                     break
                 await self._sleep(delay)
         raise _exhausted_error(attempts, deadline - self._clock() < self._policy.min_attempt_s)
@@ -145,11 +209,15 @@ class Router:
                      deadline: float) -> AsyncIterator[RouterEvent]:
         """Yield StreamStarted, then text, then StreamFinished (or raise)."""
         attempts: list[Attempt] = []
+        self._budget.on_request()
         for target in chain:
             provider = self._providers[target.provider]
+            if self._skip_open(target, attempts):
+                continue
             for retry in range(self._policy.max_attempts_per_target):
                 remaining = deadline - self._clock()
                 if remaining < self._policy.min_attempt_s:
+                    self._breakers.get(target).record_neutral()
                     attempts.append(Attempt(target, Outcome.SKIPPED_DEADLINE, retry=retry))
                     raise _deadline_error(attempts)
                 started = self._clock()
@@ -159,17 +227,20 @@ class Router:
                     async with asyncio.timeout(remaining):
                         first = await anext(upstream)
                 except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
-                    await upstream.aclose()
+                    await upstream.aclose()  # type: ignore[attr-defined]
                     error = _as_provider_error(exc)
                     attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
-                    if error.kind in FINAL_KINDS:
-                        raise _final_error(error, attempts) from None
-                    delay = self._policy.backoff(retry, error, self._rng)
-                    if delay is None or \
-                            self._clock() + delay + self._policy.min_attempt_s > deadline:
+                    delay = self._after_failure(target, retry, error, attempts, deadline)
+                    if delay is None:
                         break
                     await self._sleep(delay)
                     continue
+                except BaseException:
+                    # The caller went away (cancelled) while we waited: close upstream now.
+                    self._breakers.get(target).record_neutral()
+                    await upstream.aclose()  # type: ignore[attr-defined]
+                    raise
+                self._breakers.get(target).record_success()
                 attempts.append(self._record(target, Outcome.SUCCESS, started, retry))
                 if len(attempts) > 1:
                     self._metrics.fallbacks.labels(chain[0].model).inc()
@@ -197,6 +268,7 @@ class Router:
                 except StopAsyncIteration:
                     event = StreamDone(FinishReason.UNSPECIFIED, Usage(output_tokens=chunks))
                 except ProviderError as error:
+                    self._breakers.get(target).record_failure()
                     self._metrics.provider_attempts.labels(
                         target.provider, target.model, target.region, "stream_interrupted").inc()
                     raise StreamInterrupted(error, target, attempts,

@@ -4,6 +4,13 @@ The same adapter serves OpenAI, OpenRouter, Groq, Byteplus Ark, Together, Ollama
 and the local simulator: only ``base_url`` and the key differ. SDK retries are off
 (``max_retries=0``) because retrying is the router's decision, made with the caller's
 deadline in view.
+
+Speed: every Generate pays for this call, and the SDK's typed layer (TypedDict
+transforms, pydantic models for the response and for every stream chunk) cost more CPU
+than the whole rest of the gateway (bench/README.md). So the adapter uses the SDK's own
+client — its auth, base URL, error classes, SSE decoder and the aiohttp transport — through
+``AsyncOpenAI.post(..., cast_to=object)``, which returns plain JSON dicts; the mapping
+below reads them.
 """
 
 from __future__ import annotations
@@ -12,13 +19,23 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
+import httpx2
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from server.providers.base import (
-    Completion, ErrorKind, FinishReason, GenerationParams, ProviderError,
-    ProviderRequest, StreamDone, StreamEvent, TextChunk, Usage,
+    Completion,
+    ErrorKind,
+    FinishReason,
+    GenerationParams,
+    ProviderError,
+    ProviderRequest,
+    StreamDone,
+    StreamEvent,
+    TextChunk,
+    Usage,
 )
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
@@ -56,18 +73,18 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
     return body
 
 
-def map_usage(usage: Any) -> Usage:
-    if usage is None:
+def map_usage(usage: dict[str, Any] | None) -> Usage:
+    if not usage:
         return Usage()
-    details = getattr(usage, "prompt_tokens_details", None)
+    details = usage.get("prompt_tokens_details") or {}
     return Usage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cached_input_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cached_input_tokens=details.get("cached_tokens") or 0,
     )
 
 
-def _retry_after(headers: httpx.Headers | None) -> float | None:
+def _retry_after(headers: Any) -> float | None:
     if not headers:
         return None
     if (ms := headers.get("retry-after-ms")) is not None:
@@ -123,7 +140,8 @@ def classify(exc: Exception) -> ProviderError:
         return ProviderError(ErrorKind.INVALID_REQUEST,
                              vendor_message or f"the vendor rejected the request ({status})",
                              status=status)
-    if isinstance(exc, (openai.APIConnectionError, httpx.HTTPError)):
+    if isinstance(exc, (openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
+                        aiohttp.ClientError, ConnectionError)):
         return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
     if isinstance(exc, openai.APIError):
         return ProviderError(ErrorKind.UNAVAILABLE, "the vendor stream failed")
@@ -137,13 +155,12 @@ class OpenAIProvider:
                  timeout_s: float, max_connections: int) -> None:
         self.name = name
         self._missing_key = api_key is None
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-        )
+        http = openai.DefaultAioHttpClient(
+            timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            limits=httpx2.Limits(max_connections=max_connections,
+                                 max_keepalive_connections=min(max_connections, 64)))
         self._client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
-                                   timeout=timeout_s, http_client=self._http)
+                                   timeout=timeout_s, http_client=http)
 
     def _check_key(self) -> None:
         if self._missing_key:
@@ -153,21 +170,24 @@ class OpenAIProvider:
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
         self._check_key()
         try:
-            response = await self._client.chat.completions.create(
-                **build_body(request), timeout=timeout_s)
+            data = await self._client.post("/chat/completions", body=build_body(request),
+                                           cast_to=object, options={"timeout": timeout_s})
         except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
             raise classify(exc) from None
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content or "") if choice else ""
-        reason = FINISH_REASONS.get(choice.finish_reason if choice else "", FinishReason.UNSPECIFIED)
-        return Completion(text=text, finish_reason=reason, usage=map_usage(response.usage))
+        choices = data.get("choices") or [{}]
+        choice = choices[0]
+        message = choice.get("message") or {}
+        reason = FINISH_REASONS.get(choice.get("finish_reason") or "", FinishReason.UNSPECIFIED)
+        return Completion(text=message.get("content") or "", finish_reason=reason,
+                          usage=map_usage(data.get("usage")))
 
     async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
         self._check_key()
+        body = {**build_body(request), "stream": True, "stream_options": {"include_usage": True}}
         try:
-            upstream = await self._client.chat.completions.create(
-                **build_body(request), stream=True, stream_options={"include_usage": True},
-                timeout=timeout_s)
+            upstream = await self._client.post(
+                "/chat/completions", body=body, cast_to=object, options={"timeout": timeout_s},
+                stream=True, stream_cls=AsyncStream[object])
         except Exception as exc:  # noqa: BLE001
             raise classify(exc) from None
         finish = FinishReason.UNSPECIFIED
@@ -198,16 +218,17 @@ class ChunkUpdate:
     usage: Usage | None
 
 
-def translate_chunk(chunk: Any) -> ChunkUpdate:
+def translate_chunk(chunk: dict[str, Any]) -> ChunkUpdate:
     """One ``chat.completion.chunk`` → the text, finish reason and usage it carries."""
     text, finish = "", None
-    for choice in chunk.choices or ():
-        if choice.delta is not None and choice.delta.content:
-            text += choice.delta.content
-        if choice.finish_reason:
-            finish = FINISH_REASONS.get(choice.finish_reason, FinishReason.UNSPECIFIED)
-    usage = map_usage(chunk.usage) if chunk.usage is not None else None
-    return ChunkUpdate(text, finish, usage)
+    for choice in chunk.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            text += content
+        if choice.get("finish_reason"):
+            finish = FINISH_REASONS.get(choice["finish_reason"], FinishReason.UNSPECIFIED)
+    usage = chunk.get("usage")
+    return ChunkUpdate(text, finish, map_usage(usage) if usage is not None else None)
 
 
 __all__ = ["OpenAIProvider", "build_body", "classify", "translate_chunk"]

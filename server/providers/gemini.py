@@ -1,0 +1,264 @@
+"""Google Gemini (generateContent / streamGenerateContent) through ``google-genai``'s
+async client (``client.aio``).
+
+What differs, and is handled here: the system prompt is ``system_instruction``; the
+assistant role is called ``model``; parameters live in a generation config; safety
+blocks come back as a blocked prompt (no candidates: a ``content_filtered`` error) or a
+``SAFETY`` finish (a ``content_filter`` finish); errors are google.rpc statuses whose
+``RetryInfo`` detail carries the retry delay. The SDK's own retries (including its
+implicit retry of connection errors) are off: retrying is the router's decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import httpx
+import httpx2
+from google import genai
+from google.genai import errors, types
+
+from server.providers.base import (
+    Completion,
+    ErrorKind,
+    FinishReason,
+    ProviderError,
+    ProviderRequest,
+    StreamDone,
+    StreamEvent,
+    TextChunk,
+    Usage,
+)
+from server.providers.headers import retry_after_s
+
+# Our parameter → the generation config's field, with an optional transform.
+PARAMS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+    ("max_output_tokens", "max_output_tokens", None),
+    ("temperature", "temperature", None),
+    ("top_p", "top_p", None),
+    ("top_k", "top_k", lambda k: float(k) if k is not None else None),
+    ("stop", "stop_sequences", lambda stop: list(stop) or None),
+)
+ROLES = {"user": "user", "assistant": "model"}
+
+_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
+FINISH_REASONS = {"STOP": FinishReason.STOP, "MAX_TOKENS": FinishReason.LENGTH,
+                  "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
+                  **{name: FinishReason.CONTENT_FILTER for name in _FILTERED}}
+
+# google.rpc code names (the error's ``status``) → our kind; the HTTP code is the fallback.
+STATUS_NAMES = {
+    "RESOURCE_EXHAUSTED": ErrorKind.RATE_LIMITED,
+    "UNAVAILABLE": ErrorKind.UNAVAILABLE,
+    "INTERNAL": ErrorKind.UNAVAILABLE,
+    "DEADLINE_EXCEEDED": ErrorKind.TIMEOUT,
+    "UNAUTHENTICATED": ErrorKind.AUTH,
+    "PERMISSION_DENIED": ErrorKind.PERMISSION,
+    "NOT_FOUND": ErrorKind.NOT_FOUND,
+    "INVALID_ARGUMENT": ErrorKind.INVALID_REQUEST,
+    "FAILED_PRECONDITION": ErrorKind.INVALID_REQUEST,
+}
+HTTP_KINDS = {429: ErrorKind.RATE_LIMITED, 401: ErrorKind.AUTH, 403: ErrorKind.PERMISSION,
+              404: ErrorKind.NOT_FOUND, 408: ErrorKind.TIMEOUT, 504: ErrorKind.TIMEOUT}
+SAFE_MESSAGES = {
+    ErrorKind.RATE_LIMITED: "rate limited by the vendor",
+    ErrorKind.UNAVAILABLE: "the vendor failed",
+    ErrorKind.TIMEOUT: "the vendor timed out",
+    ErrorKind.AUTH: "the vendor rejected the API key",
+    ErrorKind.PERMISSION: "the API key may not use this model",
+    ErrorKind.NOT_FOUND: "the vendor does not know this model",
+}
+
+
+def build_contents(request: ProviderRequest) -> list[types.Content]:
+    return [types.Content(role=ROLES.get(m.role, "user"), parts=[types.Part(text=m.content)])
+            for m in request.messages]
+
+
+def build_config(request: ProviderRequest, timeout_s: float) -> types.GenerateContentConfig:
+    """The generation config: system instruction, mapped parameters, this call's timeout."""
+    fields: dict[str, Any] = {
+        "http_options": types.HttpOptions(timeout=max(1, int(timeout_s * 1000)))}
+    if request.system:
+        fields["system_instruction"] = request.system
+    for ours, theirs, transform in PARAMS:
+        value = getattr(request.params, ours)
+        if transform is not None:
+            value = transform(value)
+        if value is not None:
+            fields[theirs] = value
+    return types.GenerateContentConfig(**fields)
+
+
+def map_usage(metadata: Any) -> Usage:
+    """Gemini's prompt count includes cached tokens (as ours does); thinking is output."""
+    if metadata is None:
+        return Usage()
+    return Usage(
+        input_tokens=metadata.prompt_token_count or 0,
+        output_tokens=(metadata.candidates_token_count or 0)
+        + (getattr(metadata, "thoughts_token_count", None) or 0),
+        cached_input_tokens=metadata.cached_content_token_count or 0,
+    )
+
+
+# google.rpc ErrorInfo reasons that name the real cause behind a generic status
+# (an invalid key is a 400 INVALID_ARGUMENT with reason API_KEY_INVALID).
+ERROR_REASONS = {"API_KEY_INVALID": ErrorKind.AUTH, "API_KEY_EXPIRED": ErrorKind.AUTH,
+                 "RATE_LIMIT_EXCEEDED": ErrorKind.RATE_LIMITED}
+
+
+def _details(body: Any, type_suffix: str) -> list[dict[str, Any]]:
+    """The google.rpc status details of one type (e.g. "RetryInfo") in an error body."""
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    found = error.get("details", ()) if isinstance(error, dict) else ()
+    return [d for d in found if isinstance(d, dict)
+            and str(d.get("@type", "")).endswith(type_suffix)]
+
+
+def _retry_delay(body: Any) -> float | None:
+    """``RetryInfo.retryDelay`` ("2s", "0.5s") from a google.rpc error body."""
+    for detail in _details(body, "RetryInfo"):
+        try:
+            return float(str(detail.get("retryDelay", "")).rstrip("s"))
+        except ValueError:
+            return None
+    return None
+
+
+def classify(exc: BaseException) -> ProviderError:
+    """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
+    if isinstance(exc, errors.APIError):
+        code = exc.code or 0
+        reasons = [ERROR_REASONS.get(str(d.get("reason"))) for d in _details(exc.details,
+                                                                              "ErrorInfo")]
+        kind = next((k for k in reasons if k is not None), None) or \
+            STATUS_NAMES.get(exc.status or "") or HTTP_KINDS.get(code) or (
+                ErrorKind.UNAVAILABLE if code >= 500 else ErrorKind.INVALID_REQUEST)
+        vendor_message = str(exc.message or "")[:300]
+        if kind is ErrorKind.INVALID_REQUEST and "token count" in vendor_message.lower() \
+                and "exceeds" in vendor_message.lower():
+            kind = ErrorKind.CONTEXT_TOO_LONG
+        headers = getattr(exc.response, "headers", None)
+        retry = _retry_delay(exc.details)
+        if retry is None:
+            retry = retry_after_s(headers)
+        message = SAFE_MESSAGES.get(kind) or vendor_message or \
+            f"the vendor rejected the request ({code})"
+        return ProviderError(kind, message, status=code, retry_after_s=retry)
+    if isinstance(exc, (aiohttp.ClientError, httpx.HTTPError, httpx2.HTTPError, OSError)):
+        return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
+    raise exc
+
+
+def _blocked(response: Any) -> ProviderError | None:
+    feedback = getattr(response, "prompt_feedback", None)
+    reason = getattr(feedback, "block_reason", None) if feedback is not None else None
+    if reason is None:
+        return None
+    return ProviderError(ErrorKind.CONTENT_FILTERED,
+                         f"the vendor's safety system blocked the prompt ({_name(reason)})")
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+@dataclass(frozen=True)
+class ChunkUpdate:
+    """What one streamed response adds: text, and possibly finish reason and usage."""
+
+    text: str
+    finish: FinishReason | None
+    usage: Usage | None
+
+
+def translate_chunk(chunk: types.GenerateContentResponse) -> ChunkUpdate:
+    """One streamed ``GenerateContentResponse`` → its text, finish reason and usage;
+    raises content_filtered when the prompt was blocked."""
+    if (blocked := _blocked(chunk)) is not None:
+        raise blocked
+    text, finish = "", None
+    for candidate in chunk.candidates or ():
+        content = candidate.content
+        for part in (content.parts or ()) if content is not None else ():
+            if part.text and not part.thought:
+                text += part.text
+        if candidate.finish_reason is not None:
+            finish = FINISH_REASONS.get(_name(candidate.finish_reason), FinishReason.UNSPECIFIED)
+        break  # one candidate is requested
+    usage = map_usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
+    return ChunkUpdate(text, finish, usage)
+
+
+class GeminiProvider:
+    """Adapter for one configured Gemini API endpoint (API key auth)."""
+
+    def __init__(self, name: str, *, base_url: str | None, api_key: str | None,
+                 timeout_s: float) -> None:
+        self.name = name
+        self._missing_key = api_key is None
+        options = types.HttpOptions(
+            base_url=base_url, timeout=int(timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1))
+        self._client = genai.Client(api_key=api_key or "unset", http_options=options)
+
+    def _check_key(self) -> None:
+        if self._missing_key:
+            raise ProviderError(ErrorKind.AUTH, f"no API key is configured for provider "
+                                f"{self.name!r}")
+
+    async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
+        self._check_key()
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._client.aio.models.generate_content(
+                    model=request.model, contents=build_contents(request),
+                    config=build_config(request, timeout_s))
+            update = translate_chunk(response)
+        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
+            raise classify(exc) from None
+        return Completion(text=update.text, finish_reason=update.finish or FinishReason.UNSPECIFIED,
+                          usage=update.usage or Usage())
+
+    async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        self._check_key()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        upstream: AsyncIterator[types.GenerateContentResponse] | None = None
+        finish, usage = FinishReason.UNSPECIFIED, Usage()
+        try:
+            async with asyncio.timeout_at(deadline):
+                upstream = await self._client.aio.models.generate_content_stream(
+                    model=request.model, contents=build_contents(request),
+                    config=build_config(request, timeout_s))
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(upstream)
+                except StopAsyncIteration:
+                    break
+                update = translate_chunk(chunk)
+                if update.text:
+                    yield TextChunk(update.text)
+                finish = update.finish or finish
+                usage = update.usage or usage
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc) from None
+        finally:
+            if upstream is not None:
+                await upstream.aclose()  # type: ignore[attr-defined]
+        yield StreamDone(finish, usage)
+
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+
+
+__all__ = ["GeminiProvider", "build_config", "classify", "translate_chunk"]
