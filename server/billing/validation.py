@@ -1,0 +1,58 @@
+"""Input checks for ledger calls: every bad value names its field (INVALID_ARGUMENT)."""
+
+from __future__ import annotations
+
+import re
+
+from server.errors import FieldViolation, invalid_argument
+
+WALLET_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_KEY = 128
+MAX_DESCRIPTION = 1000
+MAX_AMOUNT = 10**15  # a billion units of currency: keeps every sum far from int64 overflow
+
+
+class Checks:
+    """Collects violations so one error can name every bad field at once."""
+
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def fail(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def wallet_id(self, value: str, field: str = "wallet_id") -> None:
+        if not value:
+            self.fail(field, "required")
+        elif not WALLET_ID.fullmatch(value):
+            self.fail(field, "must be 1..128 characters of [A-Za-z0-9._:-]")
+        elif value.startswith("system:"):
+            self.fail(field, "the 'system:' prefix is reserved for ledger accounts")
+
+    def idempotency_key(self, value: str, field: str = "idempotency_key") -> None:
+        if not value:
+            self.fail(field, "required: every call that moves money takes an idempotency key")
+        elif len(value) > MAX_KEY:
+            self.fail(field, f"at most {MAX_KEY} characters")
+
+    def amount(self, value: int, field: str = "amount_micros") -> None:
+        if value <= 0:
+            self.fail(field, "must be a positive number of micro-units")
+        elif value > MAX_AMOUNT:
+            self.fail(field, f"at most {MAX_AMOUNT}")
+
+    def currency(self, value: str, field: str = "currency_code", required: bool = False) -> None:
+        if not value:
+            if required:
+                self.fail(field, "required (ISO 4217, e.g. USD)")
+        elif not CURRENCY.fullmatch(value):
+            self.fail(field, "must be an ISO 4217 code of three capital letters, e.g. USD")
+
+    def description(self, value: str, field: str = "description") -> None:
+        if len(value) > MAX_DESCRIPTION:
+            self.fail(field, f"at most {MAX_DESCRIPTION} characters")
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise invalid_argument(self.violations)
