@@ -1,0 +1,34 @@
+"""Build the retrieval parts of one gateway process from its ``rag`` configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.config import RagConfig
+from server.rag.embedders import EmbedderSet, local_embedders
+from server.rag.ingest import Ingestor
+from server.rag.retrieve import Retriever
+from server.rag.store import HnswSettings, RagStore
+
+
+@dataclass(frozen=True)
+class RagRuntime:
+    embedders: EmbedderSet
+    store: RagStore
+    retriever: Retriever
+    ingestor: Ingestor
+
+    @classmethod
+    def from_config(cls, config: RagConfig, engine: AsyncEngine,
+                    embedders: EmbedderSet | None = None) -> RagRuntime:
+        """``embedders``: the local model by default; vendor embedders plug in here."""
+        embedders = embedders or local_embedders(config.embed_batch_size, config.embedder_threads)
+        if config.embedder not in embedders.names:
+            raise ValueError(f"rag.embedder: unknown embedder {config.embedder!r}; "
+                             f"known: {', '.join(embedders.names)}")
+        embedders.default = config.embedder
+        store = RagStore(engine, HnswSettings(config.hnsw_m, config.hnsw_ef_construction,
+                                              config.filter_overfetch))
+        return cls(embedders, store, Retriever(store, embedders), Ingestor(store, embedders))

@@ -1,0 +1,345 @@
+"""pgvector storage: namespaces, documents, chunks; vector and full-text search.
+
+Filtered vector search on HNSW is the delicate part. An HNSW scan yields about
+``ef_search`` candidates and Postgres filters them afterwards, so a filter that keeps one
+row in ten returns far fewer than ``top_k`` rows. What we do:
+
+* Namespace: every namespace has its own *partial* HNSW index (``WHERE namespace = …``),
+  so a namespace query walks a graph holding only that namespace's chunks: no
+  post-filtering at all, full recall. Queries run with ``plan_cache_mode =
+  force_custom_plan`` so the planner matches the partial index for any namespace value.
+* Metadata / document filters inside a namespace: on pgvector >= 0.8 we turn on
+  ``hnsw.iterative_scan`` (the index keeps scanning until enough rows pass). On older
+  versions (pgserver bundles 0.6.2) we *over-fetch and refine*: ef_search is raised to
+  ``top_k * overfetch`` (at most 1000), so a filter passing one row in ``overfetch``
+  still fills ``top_k``; if fewer than ``top_k`` rows pass we finish with an exact scan
+  of the filtered rows (ordering by the uncast column, which no index matches), so
+  ``top_k`` rows are returned whenever they exist. Filters on document ids go straight
+  to that exact scan (an index finds those documents' chunks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    embedding_model: str
+    dimension: int
+    index_name: str
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: str
+    position: int
+    content: str
+    checksum: str
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: str
+    title: str
+    source: str
+    metadata: dict[str, Any]
+    checksum: str
+    chunks: list[ChunkRecord]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """All must match: metadata[key] in values (as text), and document id in the list."""
+
+    metadata: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    document_ids: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.metadata or self.document_ids)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    document_id: str
+    title: str
+    source: str
+    content: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class HnswSettings:
+    m: int = 16
+    ef_construction: int = 64
+    overfetch: int = 40  # ef_search = top_k * overfetch for filtered queries (pgvector < 0.8)
+
+
+def vector_literal(vector: np.ndarray | Sequence[float]) -> str:
+    """pgvector's text form; float32 round-trips exactly with repr-style formatting."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+def index_name_for(namespace: str) -> str:
+    return "rag_hnsw_" + hashlib.sha256(namespace.encode()).hexdigest()[:24]
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# $2 as a tsquery of OR-ed lexemes, whole and split at . _ : / - (see keyword_search).
+_OR_QUERY = """
+    SELECT nullif(concat_ws(' | ',
+        nullif(replace(plainto_tsquery('english', $2)::text, ' & ', ' | '), ''),
+        nullif(replace(plainto_tsquery('english',
+            regexp_replace($2, '[._:/-]+', ' ', 'g'))::text, ' & ', ' | '), '')), '')::tsquery
+        AS query"""
+
+_HIT_COLUMNS = ("c.id, c.document_id, d.title, d.source, c.content, c.metadata, c.position")
+
+
+def _hit(row: asyncpg.Record, score: float) -> Hit:
+    return Hit(chunk_id=row["id"], document_id=row["document_id"], title=row["title"],
+               source=row["source"], content=row["content"], score=float(score),
+               metadata=_json(row["metadata"]), position=row["position"])
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """jsonb arrives decoded on the engine's connections (SQLAlchemy registers a codec)
+    and as text on a bare asyncpg connection."""
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def _json_forms(value: str) -> list[Any]:
+    """The JSON values a filter string stands for: "3" matches 3 and "3", "true" true."""
+    forms: list[Any] = [value]
+    if value in ("true", "false"):
+        forms.append(value == "true")
+    else:
+        try:
+            number = float(value)
+        except ValueError:
+            return forms
+        if math.isfinite(number):
+            forms.append(int(number) if number.is_integer() else number)
+    return forms
+
+
+def _filter_sql(filters: Filters, args: list[Any]) -> str:
+    """SQL conditions for ``filters``; appends their parameters to ``args``.
+
+    Metadata filters are jsonb containment (``@>``) so the GIN index on metadata can
+    find the matching rows; several values of one key are OR-ed.
+    """
+    parts = []
+    for key, values in filters.metadata:
+        alternatives = []
+        for value in values:
+            for form in _json_forms(value):
+                args.append(json.dumps({key: form}))
+                alternatives.append(f"c.metadata @> ${len(args)}::jsonb")
+        parts.append("(" + " OR ".join(alternatives) + ")")
+    if filters.document_ids:
+        args.append(list(filters.document_ids))
+        parts.append(f"c.document_id = ANY(${len(args)}::text[])")
+    return "".join(" AND " + p for p in parts)
+
+
+class RagStore:
+    """All SQL of retrieval. Uses the gateway's engine pool (asyncpg underneath)."""
+
+    def __init__(self, engine: AsyncEngine, hnsw: HnswSettings = HnswSettings()) -> None:
+        self._engine = engine
+        self._hnsw = hnsw
+        self._namespaces: dict[str, Namespace] = {}  # immutable once created: safe to cache
+        self._pgvector_version: tuple[int, ...] | None = None
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection  # type: ignore[misc]
+
+    async def pgvector_version(self) -> tuple[int, ...]:
+        if self._pgvector_version is None:
+            async with self._conn() as pg:
+                text = await pg.fetchval(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            self._pgvector_version = tuple(int(p) for p in (text or "0").split(".")[:3])
+        return self._pgvector_version
+
+    async def iterative_scan(self) -> bool:
+        """pgvector 0.8 added ``hnsw.iterative_scan``."""
+        return await self.pgvector_version() >= (0, 8)
+
+    # --- namespaces -------------------------------------------------------------------
+
+    async def get_namespace(self, name: str) -> Namespace | None:
+        if name in self._namespaces:
+            return self._namespaces[name]
+        async with self._conn() as pg:
+            row = await pg.fetchrow("SELECT name, embedding_model, dimension, index_name "
+                                    "FROM rag_namespaces WHERE name = $1", name)
+        if row is None:
+            return None
+        ns = Namespace(row["name"], row["embedding_model"], row["dimension"], row["index_name"])
+        self._namespaces[name] = ns
+        return ns
+
+    async def create_namespace(self, name: str, embedding_model: str, dimension: int) -> Namespace:
+        """Create the namespace and its partial HNSW index; returns what is stored (which
+        may be another caller's earlier creation, possibly with another model)."""
+        index = index_name_for(name)
+        async with self._conn() as pg, pg.transaction():
+            await pg.execute(
+                "INSERT INTO rag_namespaces (name, embedding_model, dimension, index_name) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                name, embedding_model, dimension, index)
+            row = await pg.fetchrow("SELECT embedding_model, dimension, index_name "
+                                    "FROM rag_namespaces WHERE name = $1", name)
+            await pg.execute(self.index_ddl(name, row["dimension"], row["index_name"]))
+        self._namespaces.pop(name, None)
+        ns = await self.get_namespace(name)
+        assert ns is not None
+        return ns
+
+    def index_ddl(self, namespace: str, dimension: int, index_name: str) -> str:
+        return (f"CREATE INDEX IF NOT EXISTS {index_name} ON rag_chunks USING hnsw "
+                f"((embedding::vector({dimension})) vector_cosine_ops) "
+                f"WITH (m = {self._hnsw.m}, ef_construction = {self._hnsw.ef_construction}) "
+                f"WHERE namespace = {_quote_literal(namespace)}")
+
+    # --- documents --------------------------------------------------------------------
+
+    async def document_checksums(self, namespace: str,
+                                 ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Stored documents among ``ids``: id → (checksum, chunk count)."""
+        async with self._conn() as pg:
+            rows = await pg.fetch("SELECT id, checksum, chunk_count FROM rag_documents "
+                                  "WHERE namespace = $1 AND id = ANY($2::text[])",
+                                  namespace, list(ids))
+        return {r["id"]: (r["checksum"], r["chunk_count"]) for r in rows}
+
+    async def replace_documents(self, namespace: str, model: str,
+                                documents: Sequence[DocumentRecord]) -> None:
+        """Store ``documents`` and their chunks, replacing any previous version.
+
+        One transaction: readers see every document either entirely old or entirely new.
+        """
+        async with self._conn() as pg, pg.transaction():
+            for doc in documents:
+                await pg.execute(
+                    "INSERT INTO rag_documents AS d (namespace, id, title, source, metadata,"
+                    " checksum, chunk_count) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) "
+                    "ON CONFLICT (namespace, id) DO UPDATE SET title = EXCLUDED.title,"
+                    " source = EXCLUDED.source, metadata = EXCLUDED.metadata,"
+                    " checksum = EXCLUDED.checksum, chunk_count = EXCLUDED.chunk_count,"
+                    " updated_at = now()",
+                    namespace, doc.id, doc.title, doc.source, json.dumps(doc.metadata),
+                    doc.checksum, len(doc.chunks))
+                await pg.execute("DELETE FROM rag_chunks WHERE namespace = $1 "
+                                 "AND document_id = $2", namespace, doc.id)
+                if not doc.chunks:
+                    continue
+                await pg.execute(
+                    "INSERT INTO rag_chunks (id, namespace, document_id, position, content,"
+                    " metadata, checksum, embedding_model, embedding) "
+                    "SELECT u.id, $1, $2, u.position, u.content, $3::jsonb, u.checksum, $4,"
+                    " u.embedding::vector "
+                    "FROM unnest($5::text[], $6::int[], $7::text[], $8::text[], $9::text[])"
+                    " AS u(id, position, content, checksum, embedding)",
+                    namespace, doc.id, json.dumps(doc.metadata), model,
+                    [c.id for c in doc.chunks], [c.position for c in doc.chunks],
+                    [c.content for c in doc.chunks], [c.checksum for c in doc.chunks],
+                    [vector_literal(c.embedding) for c in doc.chunks])
+
+    async def delete_documents(self, namespace: str, ids: Sequence[str]) -> tuple[int, int]:
+        """(documents, chunks) deleted."""
+        async with self._conn() as pg, pg.transaction():
+            chunks = await pg.fetchval(
+                "WITH gone AS (DELETE FROM rag_chunks WHERE namespace = $1 AND "
+                "document_id = ANY($2::text[]) RETURNING 1) SELECT count(*) FROM gone",
+                namespace, list(ids))
+            docs = await pg.fetchval(
+                "WITH gone AS (DELETE FROM rag_documents WHERE namespace = $1 AND "
+                "id = ANY($2::text[]) RETURNING 1) SELECT count(*) FROM gone",
+                namespace, list(ids))
+        return int(docs), int(chunks)
+
+    # --- search -----------------------------------------------------------------------
+
+    async def vector_search(self, ns: Namespace, vector: np.ndarray, top_k: int,
+                            filters: Filters, ef_search: int,
+                            min_score: float | None) -> list[Hit]:
+        """Chunks of ``ns`` by cosine similarity, best first (see the module docstring).
+
+        With filters on pgvector < 0.8: HNSW with ef_search raised to ``top_k *
+        overfetch``, finished by an exact scan of the filtered rows if the candidates
+        still run out before ``top_k`` rows pass. A ``document_ids`` filter goes straight
+        to exact search: the (namespace, document_id) index finds those few chunks.
+        """
+        args: list[Any] = [ns.name, vector_literal(vector), top_k]
+        where = "c.namespace = $1" + _filter_sql(filters, args)
+        dim = ns.dimension
+        iterative = bool(filters) and await self.iterative_scan()
+        if filters and not iterative:
+            ef_search = min(1000, max(ef_search, top_k * self._hnsw.overfetch))
+        select = (f"SELECT {_HIT_COLUMNS}, {{order}} <=> $2::vector({dim}) AS distance"
+                  f" FROM rag_chunks c JOIN rag_documents d ON d.namespace = c.namespace"
+                  f" AND d.id = c.document_id WHERE {where}"
+                  f" ORDER BY {{order}} <=> $2::vector({dim}) LIMIT $3")
+        indexed = select.format(order=f"(c.embedding::vector({dim}))")
+        exact = select.format(order="c.embedding")  # no index orders the uncast column
+        async with self._conn() as pg, pg.transaction():
+            await pg.execute(
+                "SELECT set_config('hnsw.ef_search', $1, true),"
+                " set_config('plan_cache_mode', 'force_custom_plan', true)",
+                str(ef_search))
+            if iterative:
+                await pg.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            if filters.document_ids:
+                # A few documents' chunks, found by index: exact is cheap and exact.
+                rows = await pg.fetch(exact, *args)
+            else:
+                rows = await pg.fetch(indexed, *args)
+                if len(rows) < top_k and filters and not iterative:
+                    rows = await pg.fetch(exact, *args)
+        hits = [_hit(r, 1.0 - r["distance"]) for r in rows]
+        if min_score is not None:
+            hits = [h for h in hits if h.score >= min_score]
+        return hits
+
+    async def keyword_search(self, ns: Namespace, query: str, top_k: int,
+                             filters: Filters) -> list[Hit]:
+        """Full-text search (English stemming); any query term may match; best first.
+
+        OR semantics because a question rarely has all its words in the answer; terms
+        are taken both whole and split at ``. _ : / -`` (as the migration indexes them);
+        ts_rank (term frequency) ranked OR queries better than ts_rank_cd on our
+        evaluation set (bench/rag_quality.py).
+        """
+        args: list[Any] = [ns.name, query, top_k]
+        where = "c.namespace = $1" + _filter_sql(filters, args)
+        sql = (f"SELECT {_HIT_COLUMNS}, ts_rank(c.tsv, q.query) AS rank "
+               f"FROM ({_OR_QUERY}) q, rag_chunks c JOIN rag_documents d ON"
+               f" d.namespace = c.namespace AND d.id = c.document_id"
+               f" WHERE {where} AND c.tsv @@ q.query ORDER BY rank DESC, c.id LIMIT $3")
+        async with self._conn() as pg:
+            rows = await pg.fetch(sql, *args)
+        return [_hit(r, r["rank"]) for r in rows]
