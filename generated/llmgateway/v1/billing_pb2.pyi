@@ -52,6 +52,54 @@ TRANSACTION_KIND_HOLD: TransactionKind.ValueType  # 4
 """A reservation for a call in progress."""
 Global___TransactionKind: _TypeAlias = TransactionKind  # noqa: Y015
 
+class _BudgetPeriod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BudgetPeriodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BudgetPeriod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUDGET_PERIOD_UNSPECIFIED: _BudgetPeriod.ValueType  # 0
+    """Not set (invalid in requests)."""
+    BUDGET_PERIOD_DAY: _BudgetPeriod.ValueType  # 1
+    """A UTC calendar day."""
+    BUDGET_PERIOD_MONTH: _BudgetPeriod.ValueType  # 2
+    """A UTC calendar month."""
+
+class BudgetPeriod(_BudgetPeriod, metaclass=_BudgetPeriodEnumTypeWrapper):
+    """How long a budget's period is. Periods start at 00:00 UTC (day) or on the 1st (month)."""
+
+BUDGET_PERIOD_UNSPECIFIED: BudgetPeriod.ValueType  # 0
+"""Not set (invalid in requests)."""
+BUDGET_PERIOD_DAY: BudgetPeriod.ValueType  # 1
+"""A UTC calendar day."""
+BUDGET_PERIOD_MONTH: BudgetPeriod.ValueType  # 2
+"""A UTC calendar month."""
+Global___BudgetPeriod: _TypeAlias = BudgetPeriod  # noqa: Y015
+
+class _BudgetMetric:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BudgetMetricEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BudgetMetric.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUDGET_METRIC_UNSPECIFIED: _BudgetMetric.ValueType  # 0
+    """Not set (invalid in requests)."""
+    BUDGET_METRIC_TOKENS: _BudgetMetric.ValueType  # 1
+    """Input plus output tokens of generation calls."""
+    BUDGET_METRIC_SPEND_MICROS: _BudgetMetric.ValueType  # 2
+    """Money charged for generation calls, in micros of the wallet's currency."""
+
+class BudgetMetric(_BudgetMetric, metaclass=_BudgetMetricEnumTypeWrapper):
+    """What a budget limits."""
+
+BUDGET_METRIC_UNSPECIFIED: BudgetMetric.ValueType  # 0
+"""Not set (invalid in requests)."""
+BUDGET_METRIC_TOKENS: BudgetMetric.ValueType  # 1
+"""Input plus output tokens of generation calls."""
+BUDGET_METRIC_SPEND_MICROS: BudgetMetric.ValueType  # 2
+"""Money charged for generation calls, in micros of the wallet's currency."""
+Global___BudgetMetric: _TypeAlias = BudgetMetric  # noqa: Y015
+
 @_typing.final
 class Wallet(_message.Message):
     """A wallet."""
@@ -515,3 +563,144 @@ class RefundResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefundResponse: _TypeAlias = RefundResponse  # noqa: Y015
+
+@_typing.final
+class Budget(_message.Message):
+    """A budget and its use in the current period. Generation calls paid by the wallet are
+    refused with RESOURCE_EXHAUSTED (reason BUDGET_EXCEEDED) once `used` reaches `limit`;
+    use is counted from when the budget was set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    END_USER_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    PERIOD_START_TIME_FIELD_NUMBER: _builtins.int
+    RESET_TIME_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    """The wallet."""
+    end_user_id: _builtins.str
+    """The end user the budget applies to; empty for the whole wallet."""
+    period: Global___BudgetPeriod.ValueType
+    """The period."""
+    metric: Global___BudgetMetric.ValueType
+    """What is limited."""
+    limit: _builtins.int
+    """The limit per period."""
+    used: _builtins.int
+    """Used so far in the current period."""
+    @_builtins.property
+    def period_start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the current period started."""
+
+    @_builtins.property
+    def reset_time(self) -> _timestamp_pb2.Timestamp:
+        """When the budget resets (the next period starts)."""
+
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        end_user_id: _builtins.str = ...,
+        period: Global___BudgetPeriod.ValueType = ...,
+        metric: Global___BudgetMetric.ValueType = ...,
+        limit: _builtins.int = ...,
+        used: _builtins.int = ...,
+        period_start_time: _timestamp_pb2.Timestamp | None = ...,
+        reset_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_start_time", b"period_start_time", "reset_time", b"reset_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_user_id", b"end_user_id", "limit", b"limit", "metric", b"metric", "period", b"period", "period_start_time", b"period_start_time", "reset_time", b"reset_time", "used", b"used", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Budget: _TypeAlias = Budget  # noqa: Y015
+
+@_typing.final
+class SetBudgetRequest(_message.Message):
+    """Request for SetBudget."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    END_USER_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    """The wallet. Required."""
+    end_user_id: _builtins.str
+    """An end user of the wallet; empty for the whole wallet."""
+    period: Global___BudgetPeriod.ValueType
+    """The period. Required."""
+    metric: Global___BudgetMetric.ValueType
+    """What is limited. Required."""
+    limit: _builtins.int
+    """The limit per period (> 0), or 0 to remove the budget."""
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        end_user_id: _builtins.str = ...,
+        period: Global___BudgetPeriod.ValueType = ...,
+        metric: Global___BudgetMetric.ValueType = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_user_id", b"end_user_id", "limit", b"limit", "metric", b"metric", "period", b"period", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetBudgetRequest: _TypeAlias = SetBudgetRequest  # noqa: Y015
+
+@_typing.final
+class ListBudgetsRequest(_message.Message):
+    """Request for ListBudgets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    """The wallet. Required."""
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBudgetsRequest: _TypeAlias = ListBudgetsRequest  # noqa: Y015
+
+@_typing.final
+class ListBudgetsResponse(_message.Message):
+    """Response for ListBudgets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Budget]:
+        """The wallet's budgets (wallet-wide first, then per end user)."""
+
+    def __init__(
+        self,
+        *,
+        budgets: _abc.Iterable[Global___Budget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBudgetsResponse: _TypeAlias = ListBudgetsResponse  # noqa: Y015

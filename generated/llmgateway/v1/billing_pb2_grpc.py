@@ -69,6 +69,16 @@ class BillingServiceStub:
                 request_serializer=llmgateway_dot_v1_dot_billing__pb2.RefundRequest.SerializeToString,
                 response_deserializer=llmgateway_dot_v1_dot_billing__pb2.RefundResponse.FromString,
                 _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/llmgateway.v1.BillingService/SetBudget',
+                request_serializer=llmgateway_dot_v1_dot_billing__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_billing__pb2.Budget.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/llmgateway.v1.BillingService/ListBudgets',
+                request_serializer=llmgateway_dot_v1_dot_billing__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_billing__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -122,6 +132,22 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetBudget(self, request, context):
+        """SetBudget creates, replaces or (with `limit` 0) removes a daily or monthly token or
+        spend budget of a wallet or of one end user of it. Requires `billing:admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """ListBudgets lists a wallet's budgets with what the current period has used.
+        Requires `billing:read`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +180,16 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.Refund,
                     request_deserializer=llmgateway_dot_v1_dot_billing__pb2.RefundRequest.FromString,
                     response_serializer=llmgateway_dot_v1_dot_billing__pb2.RefundResponse.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=llmgateway_dot_v1_dot_billing__pb2.SetBudgetRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_billing__pb2.Budget.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=llmgateway_dot_v1_dot_billing__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_billing__pb2.ListBudgetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -323,6 +359,60 @@ class BillingService:
             '/llmgateway.v1.BillingService/Refund',
             llmgateway_dot_v1_dot_billing__pb2.RefundRequest.SerializeToString,
             llmgateway_dot_v1_dot_billing__pb2.RefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.BillingService/SetBudget',
+            llmgateway_dot_v1_dot_billing__pb2.SetBudgetRequest.SerializeToString,
+            llmgateway_dot_v1_dot_billing__pb2.Budget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.BillingService/ListBudgets',
+            llmgateway_dot_v1_dot_billing__pb2.ListBudgetsRequest.SerializeToString,
+            llmgateway_dot_v1_dot_billing__pb2.ListBudgetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,14 @@ class BillingServiceStub:
     """ListTransactions lists a wallet's transactions, newest first. Requires `billing:read`."""
     Refund: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RefundRequest, _billing_pb2.RefundResponse]
     """Refund reverses a charge, once. Requires `billing:admin`."""
+    SetBudget: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetBudgetRequest, _billing_pb2.Budget]
+    """SetBudget creates, replaces or (with `limit` 0) removes a daily or monthly token or
+    spend budget of a wallet or of one end user of it. Requires `billing:admin`.
+    """
+    ListBudgets: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListBudgetsRequest, _billing_pb2.ListBudgetsResponse]
+    """ListBudgets lists a wallet's budgets with what the current period has used.
+    Requires `billing:read`.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -77,6 +85,14 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """ListTransactions lists a wallet's transactions, newest first. Requires `billing:read`."""
     Refund: _aio.UnaryUnaryMultiCallable[_billing_pb2.RefundRequest, _billing_pb2.RefundResponse]  # type: ignore[assignment]
     """Refund reverses a charge, once. Requires `billing:admin`."""
+    SetBudget: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetBudgetRequest, _billing_pb2.Budget]  # type: ignore[assignment]
+    """SetBudget creates, replaces or (with `limit` 0) removes a daily or monthly token or
+    spend budget of a wallet or of one end user of it. Requires `billing:admin`.
+    """
+    ListBudgets: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListBudgetsRequest, _billing_pb2.ListBudgetsResponse]  # type: ignore[assignment]
+    """ListBudgets lists a wallet's budgets with what the current period has used.
+    Requires `billing:read`.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """BillingService is a double-entry wallet ledger. Amounts are integers in micro-units of
@@ -135,5 +151,25 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.RefundResponse, _abc.Awaitable[_billing_pb2.RefundResponse]]:
         """Refund reverses a charge, once. Requires `billing:admin`."""
+
+    @_abc_1.abstractmethod
+    def SetBudget(
+        self,
+        request: _billing_pb2.SetBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.Budget, _abc.Awaitable[_billing_pb2.Budget]]:
+        """SetBudget creates, replaces or (with `limit` 0) removes a daily or monthly token or
+        spend budget of a wallet or of one end user of it. Requires `billing:admin`.
+        """
+
+    @_abc_1.abstractmethod
+    def ListBudgets(
+        self,
+        request: _billing_pb2.ListBudgetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListBudgetsResponse, _abc.Awaitable[_billing_pb2.ListBudgetsResponse]]:
+        """ListBudgets lists a wallet's budgets with what the current period has used.
+        Requires `billing:read`.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

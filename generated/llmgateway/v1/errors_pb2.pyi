@@ -84,6 +84,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the wallet's currency differs from the request's."""
     ERROR_REASON_NOT_FOUND: _ErrorReason.ValueType  # 29
     """NOT_FOUND: no such transaction, document or prompt."""
+    ERROR_REASON_WALLET_ALREADY_EXISTS: _ErrorReason.ValueType  # 30
+    """ALREADY_EXISTS: CreateWallet named an existing wallet with a different currency or limit."""
+    ERROR_REASON_ALREADY_REFUNDED: _ErrorReason.ValueType  # 31
+    """FAILED_PRECONDITION: Refund named a charge that was already refunded."""
+    ERROR_REASON_HOLD_CLOSED: _ErrorReason.ValueType  # 32
+    """FAILED_PRECONDITION: the hold was already settled, voided or expired."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable error reasons of this API. Every error status carries a
@@ -155,4 +161,10 @@ ERROR_REASON_CURRENCY_MISMATCH: ErrorReason.ValueType  # 28
 """FAILED_PRECONDITION: the wallet's currency differs from the request's."""
 ERROR_REASON_NOT_FOUND: ErrorReason.ValueType  # 29
 """NOT_FOUND: no such transaction, document or prompt."""
+ERROR_REASON_WALLET_ALREADY_EXISTS: ErrorReason.ValueType  # 30
+"""ALREADY_EXISTS: CreateWallet named an existing wallet with a different currency or limit."""
+ERROR_REASON_ALREADY_REFUNDED: ErrorReason.ValueType  # 31
+"""FAILED_PRECONDITION: Refund named a charge that was already refunded."""
+ERROR_REASON_HOLD_CLOSED: ErrorReason.ValueType  # 32
+"""FAILED_PRECONDITION: the hold was already settled, voided or expired."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

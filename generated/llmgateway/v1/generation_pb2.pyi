@@ -401,10 +401,13 @@ class PromptOptions(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     VARIABLES_FIELD_NUMBER: _builtins.int
+    LENIENT_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """The template key."""
     version: _builtins.int
     """A specific version; 0 means the active version."""
+    lenient: _builtins.bool
+    """Leave variables without a value empty instead of failing with INVALID_ARGUMENT."""
     @_builtins.property
     def variables(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Values for the template's {{variables}}."""
@@ -415,10 +418,11 @@ class PromptOptions(_message.Message):
         key: _builtins.str = ...,
         version: _builtins.int = ...,
         variables: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        lenient: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "lenient", b"lenient", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -831,12 +835,15 @@ class GenerateResponse(_message.Message):
     TRACE_ID_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    BOT_CONFIG_ID_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The generated text."""
     finish_reason: Global___FinishReason.ValueType
     """Why generation stopped."""
     trace_id: _builtins.str
     """The W3C trace id of this call (32 hex characters), also in the `x-trace-id` trailer."""
+    bot_config_id: _builtins.str
+    """The bot configuration used (when the request named a bot)."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens used."""
@@ -878,10 +885,11 @@ class GenerateResponse(_message.Message):
         trace_id: _builtins.str = ...,
         prompt: Global___PromptRef | None = ...,
         latency: _duration_pb2.Duration | None = ...,
+        bot_config_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "text", b"text", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bot_config_id", b"bot_config_id", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "text", b"text", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -959,10 +967,13 @@ class StreamEnd(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    BOT_CONFIG_ID_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why generation stopped."""
     trace_id: _builtins.str
     """The W3C trace id of this call."""
+    bot_config_id: _builtins.str
+    """The bot configuration used (when the request named a bot)."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens used (the usage so far if the stream was cut)."""
@@ -1008,10 +1019,11 @@ class StreamEnd(_message.Message):
         prompt: Global___PromptRef | None = ...,
         time_to_first_token: _duration_pb2.Duration | None = ...,
         latency: _duration_pb2.Duration | None = ...,
+        bot_config_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "time_to_first_token", b"time_to_first_token", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "time_to_first_token", b"time_to_first_token", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bot_config_id", b"bot_config_id", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "time_to_first_token", b"time_to_first_token", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

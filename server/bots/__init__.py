@@ -1,0 +1,1 @@
+"""Bots and their LLM configurations (exactly one active per bot)."""

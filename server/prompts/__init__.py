@@ -1,0 +1,1 @@
+"""Versioned prompt templates: rendering with {{variables}} and their storage."""
