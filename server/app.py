@@ -10,25 +10,43 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from llmgateway.v1 import generation_pb2, generation_pb2_grpc
+from llmgateway.v1 import billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
+from llmgateway.v1 import config_pb2, config_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from server.auth.keys import KeySet, load_or_create_dev_secret
 from server.auth.tokens import TokenVerifier
+from server.bots.store import BotStore
+from server.billing.pricing import PriceList
+from server.billing.runtime import BillingRuntime, BillingSettings, metrics_hook
 from server.config import GatewayConfig
 from server.db.engine import create_engine, database_is_up
 from server.fallback.chain import ChainBuilder
+from server.fallback.breaker import BreakerPolicy
+from server.fallback.budget import RetryBudget
+from server.fallback.route_store import RouteStore, refresh_forever
 from server.fallback.router import RetryPolicy, Router
+from server.fallback.routes import RouteCache, routes_from_config
+from server.handlers.billing import BillingService
+from server.handlers.config import ConfigService
+from server.handlers.generation_config import RequestConfigurator
+from server.handlers.generation_billing import GenerationBilling
 from server.handlers.generation import GenerationService
+from server.handlers.grounding import Grounder
+from server.handlers.retrieval import RetrievalService
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.ratelimit import RateLimitInterceptor
 from server.interceptors.tracing import TracingInterceptor
 from server.metrics import Metrics
+from server.prompts.render import Renderer
+from server.prompts.store import PromptStore
 from server.providers.registry import build_providers
+from server.rag.runtime import RagRuntime
 from server.ratelimit.failover import FailoverLimiter
 from server.ratelimit.local import LocalLimiter
 from server.ratelimit.redis_limiter import RedisLimiter
@@ -37,7 +55,10 @@ from server.telemetry import build_tracer_provider, tracer
 
 log = logging.getLogger("llmgw.server")
 
-SERVICE_NAMES = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,)
+SERVICE_NAMES = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+                 billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
+                 retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
+                 config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name)
 
 
 def jwt_secret(config: GatewayConfig, environ: Mapping[str, str]) -> str | None:
@@ -96,18 +117,29 @@ class Gateway:
         self.config = config
         self.metrics = Metrics(registry)
         self._tracer_provider = build_tracer_provider(config.tracing)
-        otel = tracer(self._tracer_provider)
-        self._providers = build_providers(config, environ)
+        otel = tracer(self._tracer_provider, config.tracing)
+        # Blocking vendor SDKs (boto3) run here, never on the event loop; bounded.
+        self._sdk_threads = ThreadPoolExecutor(max_workers=config.routing.bedrock_threads,
+                                               thread_name_prefix="vendor-sdk")
+        self._providers = build_providers(config, environ, self._sdk_threads)
         self._limiter = build_limiter(config, self.metrics)
         self._engine = create_engine(database_url, config.database.pool_size)
         self._health = health.aio.HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
         self._draining = False
-        chains = ChainBuilder(config, self._providers)
-        r = config.retry
+        self.routes = RouteCache(routes_from_config(config))
+        self._route_store = RouteStore(self._engine)
+        self._routes_task: asyncio.Task[None] | None = None
+        chains = ChainBuilder(config, self._providers, routes=self.routes)
+        r, g = config.retry, config.routing
         router = Router(self._providers, RetryPolicy(r.max_attempts_per_target, r.base_delay_s,
                                                      r.max_delay_s, r.max_retry_after_s),
-                        self.metrics, otel)
+                        self.metrics, otel,
+                        budget=RetryBudget(g.retry_budget_ratio, g.retry_budget_min_per_s),
+                        breaker_policy=BreakerPolicy(
+                            g.breaker_consecutive_failures, g.breaker_error_rate,
+                            g.breaker_window_s, g.breaker_min_calls, g.breaker_cooldown_s))
+        self.router = router
         interceptors: list[grpc.aio.ServerInterceptor] = [TracingInterceptor(otel, self.metrics)]
         if config.auth.enabled:
             interceptors.append(AuthInterceptor(build_verifier(config, environ)))
@@ -115,8 +147,31 @@ class Gateway:
             interceptors.append(RateLimitInterceptor(self._limiter, config.rate_limits.rules,
                                                      self.metrics))
         self.server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
+        b = config.billing
+        self.billing = BillingRuntime(database_url, PriceList.from_config(config.models),
+                                      BillingSettings(b.pool_size, b.writers, b.max_batch,
+                                                      b.hold_ttl_s, b.sweep_interval_s,
+                                                      b.hold_output_tokens),
+                                      on_batch=metrics_hook(self.metrics.ledger_operations,
+                                                            self.metrics.ledger_batch_size))
+        if b.enabled:
+            billing_pb2_grpc.add_BillingServiceServicer_to_server(
+                BillingService(self.billing.ledger, self.billing.budgets), self.server)
+        self.rag = RagRuntime.from_config(config.rag, self._engine)
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
+            RetrievalService(config.rag, self.rag.retriever, self.rag.ingestor), self.server)
+        self.prompts = PromptStore(self._engine)
+        bots = BotStore(self._engine)
+        renderer = Renderer(timezone=config.prompts.timezone)
+        config_pb2_grpc.add_ConfigServiceServicer_to_server(
+            ConfigService(self.prompts, bots, renderer), self.server)
+        self.configurator = RequestConfigurator(self.prompts, bots, renderer)
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
-            GenerationService(config, chains, router, self.metrics), self.server)
+            GenerationService(config, chains, router, self.metrics,
+                              grounder=Grounder(config.rag, self.rag.retriever),
+                              billing=GenerationBilling(self.billing.calls, self.billing.recorder)
+                              if b.enabled else None,
+                              configurator=self.configurator), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
@@ -127,9 +182,17 @@ class Gateway:
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port}")
+        if self.config.billing.enabled:
+            await self.billing.start()
         await self.server.start()
-        await self._set_health(await database_is_up(self._engine))
+        database_up = await database_is_up(self._engine)
+        if database_up and self.config.prompts.load_defaults:
+            await self.prompts.load_defaults()
+        await self._set_health(database_up)
         self._health_task = asyncio.create_task(self._watch_database(), name="db-health")
+        self._routes_task = asyncio.create_task(
+            refresh_forever(self._route_store, self.routes, self._providers,
+                            self.config.routing.routes_refresh_s), name="routes-refresh")
         log.info("gateway listening", extra={"address": f"{host}:{self.port}"})
         return self.port
 
@@ -157,10 +220,14 @@ class Gateway:
         await self._set_health(False)
         if self._health_task is not None:
             self._health_task.cancel()
+        if self._routes_task is not None:
+            self._routes_task.cancel()
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.server.stop(grace)
+        await self.billing.stop()
         for provider in self._providers.values():
             await provider.aclose()
+        self._sdk_threads.shutdown(wait=False, cancel_futures=True)
         await self._limiter.aclose()
         await self._engine.dispose()
         self._tracer_provider.shutdown()

@@ -76,6 +76,31 @@ def cmd_token(ns: argparse.Namespace) -> None:
                      ttl_s=ns.ttl, kid=ns.kid))
 
 
+def cmd_ledger_check(ns: argparse.Namespace) -> None:
+    from server.billing.check_command import run_check
+    from server.db.embedded import start_embedded
+
+    config = _load(ns)
+    raise SystemExit(run_check(config.database.url or start_embedded(config.data_dir)))
+
+
+def cmd_ingest(ns: argparse.Namespace) -> None:
+    from server.rag.ingest_command import run_ingest
+
+    raise SystemExit(run_ingest(_load(ns), ns.path, ns.namespace, ns.chunk_size,
+                                ns.chunk_overlap, ns.batch))
+
+
+def cmd_routes(ns: argparse.Namespace) -> None:
+    from server.db.embedded import start_embedded
+    from server.fallback.routes_command import run_routes
+
+    config = _load(ns)
+    raise SystemExit(run_routes(config, config.database.url or start_embedded(config.data_dir),
+                                ns.routes_command, getattr(ns, "name", None),
+                                getattr(ns, "spec", None)))
+
+
 def cmd_check_config(ns: argparse.Namespace) -> None:
     config = _load(ns)
     print(f"configuration OK: {len(config.providers)} providers, {len(config.models)} models,"
@@ -116,6 +141,33 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--private-key", type=Path, help="PEM private key for RS256/ES256")
     token.add_argument("--kid", help="key id header")
     token.set_defaults(func=cmd_token)
+
+    ledger = sub.add_parser("ledger", help="wallet ledger tools")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_check = with_config(ledger_sub.add_parser(
+        "check", help="verify every ledger invariant; exit 1 on any violation"))
+    ledger_check.set_defaults(func=cmd_ledger_check)
+
+    ingest = with_config(sub.add_parser("ingest", help="load .txt/.md files into a namespace"))
+    ingest.add_argument("path", type=Path, help="a folder (searched recursively) or one file")
+    ingest.add_argument("--namespace", required=True, help="the retrieval namespace")
+    ingest.add_argument("--chunk-size", type=int, help="characters per chunk (default: config)")
+    ingest.add_argument("--chunk-overlap", type=int, help="overlap in characters")
+    ingest.add_argument("--batch", type=int, default=32, help="documents per transaction")
+    ingest.set_defaults(func=cmd_ingest)
+
+    routes = sub.add_parser("routes", help="list or change routes without a deploy")
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    with_config(routes_sub.add_parser("list", help="routes in force (config + database)"))
+    routes_set = with_config(routes_sub.add_parser("set", help="store a route in the database"))
+    routes_set.add_argument("name", help="the model alias")
+    routes_set.add_argument("--spec", required=True,
+                            help="the route as JSON/YAML in the config's models.<name> shape")
+    routes_delete = with_config(routes_sub.add_parser("delete", help="remove a stored route"))
+    routes_delete.add_argument("name", help="the model alias")
+    routes.set_defaults(func=cmd_routes)
+    for parser_ in routes_sub.choices.values():
+        parser_.set_defaults(func=cmd_routes)
 
     check = with_config(sub.add_parser("check-config", help="validate the configuration"))
     check.set_defaults(func=cmd_check_config)

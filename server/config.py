@@ -170,8 +170,59 @@ class BillingConfig(_Strict):
     pool_size: int = Field(8, ge=1, description="ledger connections per process")
     writers: int = Field(2, ge=1, description="concurrent ledger batches per process")
     max_batch: int = Field(256, ge=1, description="operations per ledger statement")
-    hold_ttl_s: float = Field(600.0, gt=0, description="holds not settled by then are released")
+    hold_ttl_s: float = Field(
+        60.0, gt=0, description="how long a call's hold outlives its deadline before the "
+                                "sweeper releases it (a crashed call's reservation)")
     sweep_interval_s: float = Field(5.0, gt=0, description="how often expired holds are swept")
+    hold_output_tokens: int = Field(
+        4096, ge=1, description="output tokens held for when the caller sets no max_output_tokens")
+
+
+class RagConfig(_Strict):
+    """Retrieval: the embedder, chunking defaults and search bounds (server/rag)."""
+
+    embedder: str = Field("local/all-MiniLM-L6-v2", description="default for new namespaces")
+    embed_batch_size: int = Field(32, ge=1, le=512)
+    embedder_threads: int = Field(1, ge=1, description="BLAS threads of the local embedder")
+    chunk_size: int = Field(1000, ge=100, le=8000)
+    chunk_overlap: int = Field(150, ge=0)
+    default_top_k: int = Field(5, ge=1)
+    max_top_k: int = Field(100, ge=1)
+    ef_search_default: int = Field(100, ge=1, le=1000)
+    ef_search_min: int = Field(10, ge=1)
+    ef_search_max: int = Field(1000, ge=1, le=1000)
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
+    filter_overfetch: int = Field(40, ge=1, description="ef_search = top_k × this when filtered")
+    max_documents_per_call: int = Field(256, ge=1)
+    max_document_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    context_token_budget: int = Field(2000, ge=100, description="default grounding budget")
+    max_context_tokens: int = Field(16000, ge=100)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RagConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if not self.ef_search_min <= self.ef_search_default <= self.ef_search_max:
+            raise ValueError("need ef_search_min <= ef_search_default <= ef_search_max")
+        if self.default_top_k > self.max_top_k:
+            raise ValueError("default_top_k must not exceed max_top_k")
+        return self
+
+
+class PromptsConfig(_Strict):
+    timezone: str = Field("UTC", description="zone of {{current_date}} and friends")
+    load_defaults: bool = Field(True, description="load server/defaults/prompts at start-up")
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> PromptsConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
 
 
 class GatewayConfig(_Strict):
@@ -183,11 +234,13 @@ class GatewayConfig(_Strict):
     tracing: TracingConfig = TracingConfig()
     logging: LoggingConfig = LoggingConfig()
     retry: RetryConfig = RetryConfig()
+    rag: RagConfig = RagConfig()
     routing: RoutingConfig = RoutingConfig()
     billing: BillingConfig = BillingConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     universal_fallback: TargetConfig | None = None
+    prompts: PromptsConfig = PromptsConfig()
 
     @model_validator(mode="after")
     def _targets_name_known_providers(self) -> GatewayConfig:

@@ -45,5 +45,19 @@ class Metrics:
         self.rate_limit_fallback_decisions = Counter(
             "llmgw_rate_limit_fallback_decisions_total",
             "Rate-limit decisions taken by the local limiter because Redis was unreachable", **kw)
+        self.circuit_state = Gauge(
+            "llmgw_circuit_breaker_state",
+            "Circuit breaker per target: 0 closed, 1 half-open (probing), 2 open (skipped)",
+            ["provider", "model", "region"], multiprocess_mode="max", **kw)
+        self.retry_budget_exhausted = Counter(
+            "llmgw_retry_budget_exhausted_total",
+            "Retries not made because the global retry budget was empty", **kw)
         self.database_up = Gauge("llmgw_database_up", "1 while the database answers",
                                  multiprocess_mode="min", **kw)
+        self.ledger_operations = Counter(
+            "llmgw_ledger_operations_total",
+            "Ledger operations by kind (charge, hold, settle ...) and status (ok, "
+            "insufficient_funds ...); replays count as ok", ["kind", "status"], **kw)
+        self.ledger_batch_size = Histogram(
+            "llmgw_ledger_batch_operations", "Operations applied per ledger statement",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), **kw)

@@ -14,7 +14,7 @@ import sys
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import NoOpTracer, Tracer
 from pythonjsonlogger.json import JsonFormatter
 
 from server.call_context import current_call
@@ -59,5 +59,9 @@ def build_tracer_provider(config: TracingConfig) -> TracerProvider:
     return provider
 
 
-def tracer(provider: TracerProvider) -> Tracer:
+def tracer(provider: TracerProvider, config: TracingConfig) -> Tracer:
+    """The gateway's tracer; a no-op one when spans would not be exported anywhere (the
+    interceptor still assigns and propagates trace ids)."""
+    if not config.otlp_endpoint:
+        return NoOpTracer()
     return provider.get_tracer("llmgw")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from llmgateway.v1 import generation_pb2 as pb
 
-from server.errors import Code, FieldViolation, GatewayError, invalid_argument
+from server.errors import FieldViolation, invalid_argument
 from server.fallback.chain import Target
 from server.providers.base import ChatMessage, GenerationParams, ProviderRequest
 
@@ -28,6 +28,10 @@ class ParsedRequest:
     targets: tuple[Target, ...]
     region: str
     provider_request: ProviderRequest
+    # Set when a prompt template or a bot configured the request (for traceability).
+    prompt_key: str = ""
+    prompt_version: int = 0
+    bot_config_id: str = ""
 
 
 def _message_text(message: pb.Message) -> str:
@@ -60,24 +64,11 @@ def _check_config(config: pb.GenerationConfig, bad: list[FieldViolation]) -> Gen
     )
 
 
-def _not_yet_supported(request: GenerationRequest) -> GatewayError | None:
-    """Sections of the contract whose server side is not built yet say so precisely."""
-    for section in ("billing", "retrieval", "prompt"):
-        if request.HasField(section):
-            return GatewayError(Code.UNIMPLEMENTED, "NOT_IMPLEMENTED",
-                                f"{section}: this gateway does not support it yet",
-                                metadata={"field": section})
-    if request.bot:
-        return GatewayError(Code.UNIMPLEMENTED, "NOT_IMPLEMENTED",
-                            "bot: this gateway does not support bot configs yet",
-                            metadata={"field": "bot"})
-    return None
-
-
 def parse(request: GenerationRequest, max_prompt_bytes: int) -> ParsedRequest:
     """Validate ``request``; raise INVALID_ARGUMENT listing every bad field."""
     bad: list[FieldViolation] = []
-    if not request.messages:
+    configured = bool(request.bot) or request.HasField("prompt")
+    if not request.messages and not configured:  # a template's user part may be the message
         bad.append(FieldViolation("messages", "at least one message is required"))
     system_parts = [request.system_instruction] if request.system_instruction else []
     messages: list[ChatMessage] = []
@@ -97,7 +88,7 @@ def parse(request: GenerationRequest, max_prompt_bytes: int) -> ParsedRequest:
     if size > max_prompt_bytes:
         bad.append(FieldViolation("messages", f"the prompt is {size} bytes; at most "
                                   f"{max_prompt_bytes} are accepted"))
-    if request.messages and not messages:
+    if request.messages and not messages and not configured:
         bad.append(FieldViolation("messages", "at least one user or assistant message is required"))
     params = _check_config(request.config, bad)
     if len(request.metadata) > MAX_METADATA:
@@ -106,8 +97,6 @@ def parse(request: GenerationRequest, max_prompt_bytes: int) -> ParsedRequest:
         bad.append(FieldViolation("end_user_id", "at most 256 characters"))
     if bad:
         raise invalid_argument(bad)
-    if (unsupported := _not_yet_supported(request)) is not None:
-        raise unsupported
     targets = tuple(Target(t.provider, t.model, t.region) for t in request.targets)
     provider_request = ProviderRequest(
         model=request.model, messages=tuple(messages), system="\n\n".join(system_parts),

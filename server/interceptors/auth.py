@@ -20,6 +20,7 @@ from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 _GEN = "/llmgateway.v1.GenerationService/"
 _RAG = "/llmgateway.v1.RetrievalService/"
 _BILL = "/llmgateway.v1.BillingService/"
+_CONF = "/llmgateway.v1.ConfigService/"
 
 METHOD_SCOPES: dict[str, str] = {
     _GEN + "Generate": "generate",
@@ -34,6 +35,12 @@ METHOD_SCOPES: dict[str, str] = {
     _BILL + "CreateWallet": "billing:admin",
     _BILL + "CreditWallet": "billing:admin",
     _BILL + "Refund": "billing:admin",
+    _BILL + "SetBudget": "billing:admin",
+    _BILL + "ListBudgets": "billing:read",
+    **{_CONF + m: "generate" for m in ("GetPrompt", "ListPrompts", "RenderPrompt", "ListBots",
+                                       "ListBotConfigs")},
+    **{_CONF + m: "admin" for m in ("CreatePromptVersion", "ActivatePrompt", "CreateBot",
+                                    "CreateBotConfig", "ActivateBotConfig")},
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -69,7 +70,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
                         response = await inner(request, context)
                         context.set_trailing_metadata(trace_trailers(call))
                         return response
-                    except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                    except Exception as exc:
                         code = exc_code(exc, context)
                         await self._fail(exc, context, call, span)
                         raise
@@ -95,7 +96,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
                     async for item in inner_stream(request, context):
                         yield item
                     context.set_trailing_metadata(trace_trailers(call))
-                except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                except Exception as exc:
                     code = exc_code(exc, context)
                     await self._fail(exc, context, call, span)
                     raise
@@ -109,7 +110,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_stream_rpc_method_handler(
             stream, handler.request_deserializer, handler.response_serializer)
 
-    def _span(self, method: str, context: grpc.aio.ServicerContext) -> "_CallSpan":
+    def _span(self, method: str, context: grpc.aio.ServicerContext) -> _CallSpan:
         return _CallSpan(self._tracer, method, context)
 
     async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext,
@@ -138,21 +139,32 @@ def exc_code(exc: Exception, context: grpc.aio.ServicerContext) -> str:
 
 
 class _CallSpan:
-    """Context manager: server span + CallContext published for the call's task."""
+    """Context manager: server span + CallContext published for the call's task.
 
-    __slots__ = ("_tracer", "_method", "_context", "_span_cm", "_token")
+    With no exporter configured the tracer is a NoOpTracer: then no span objects are
+    built (they would go nowhere), but the call still continues the caller's W3C trace id,
+    or gets a fresh random one, so ids in responses, trailers and logs stay meaningful.
+    """
+
+    __slots__ = ("_context", "_method", "_span_cm", "_token", "_tracer")
 
     def __init__(self, tracer: trace.Tracer, method: str, context: grpc.aio.ServicerContext):
         self._tracer, self._method, self._context = tracer, method, context
+        self._span_cm: Any = None
 
     def __enter__(self) -> tuple[CallContext, trace.Span]:
         parent = _PROPAGATOR.extract(_carrier(self._context))
-        self._span_cm = self._tracer.start_as_current_span(
-            self._method, context=parent, kind=SpanKind.SERVER, record_exception=False,
-            set_status_on_exception=False)
-        span = self._span_cm.__enter__()
-        trace_id = format(span.get_span_context().trace_id, "032x")
-        call = CallContext(method=self._method, trace_id=trace_id)
+        if isinstance(self._tracer, trace.NoOpTracer):
+            span: trace.Span = trace.INVALID_SPAN
+            caller = trace.get_current_span(parent).get_span_context()
+            trace_id_int = caller.trace_id if caller.is_valid else random.getrandbits(128) or 1
+        else:
+            self._span_cm = self._tracer.start_as_current_span(
+                self._method, context=parent, kind=SpanKind.SERVER, record_exception=False,
+                set_status_on_exception=False)
+            span = self._span_cm.__enter__()
+            trace_id_int = span.get_span_context().trace_id
+        call = CallContext(method=self._method, trace_id=format(trace_id_int, "032x"))
         self._token = current_call.set(call)
         return call, span
 
@@ -161,4 +173,5 @@ class _CallSpan:
             current_call.reset(self._token)
         except ValueError:  # a stream closed from another context (e.g. on cancellation)
             pass
-        self._span_cm.__exit__(None, None, None)
+        if self._span_cm is not None:
+            self._span_cm.__exit__(None, None, None)

@@ -45,10 +45,23 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+DEMO_SIMULATOR = "http://127.0.0.1:8900"
+
+
+def point_at_simulator(raw: dict[str, Any], simulator_url: str) -> dict[str, Any]:
+    """Every packaged provider served by the demo simulator (port 8900: OpenAI-compatible,
+    Anthropic, Gemini, Bedrock, Byteplus) pointed at the test's simulator instead."""
+    for provider in raw["providers"].values():
+        for key in ("base_url", "endpoint_url"):
+            if str(provider.get(key) or "").startswith(DEMO_SIMULATOR):
+                provider[key] = simulator_url + provider[key][len(DEMO_SIMULATOR):]
+    return raw
+
+
 def raw_test_config(simulator_url: str, data_dir: Path, **overrides: Any) -> dict[str, Any]:
     """The packaged defaults, pointed at the test simulator, plus ``overrides``."""
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    raw["providers"]["simulator"]["base_url"] = f"{simulator_url}/v1"
+    point_at_simulator(raw, simulator_url)
     raw["providers"]["dead"] = {"kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
                                 "requires_api_key": False, "timeout_s": 2}
     raw["data_dir"] = str(data_dir)
