@@ -15,28 +15,36 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from llmgateway.v1 import billing_pb2, billing_pb2_grpc, generation_pb2, generation_pb2_grpc
-from llmgateway.v1 import config_pb2, config_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
+from llmgateway.v1 import (
+    billing_pb2,
+    billing_pb2_grpc,
+    config_pb2,
+    config_pb2_grpc,
+    generation_pb2,
+    generation_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+)
 from prometheus_client import CollectorRegistry
 
 from server.auth.keys import KeySet, load_or_create_dev_secret
 from server.auth.tokens import TokenVerifier
-from server.bots.store import BotStore
 from server.billing.pricing import PriceList
 from server.billing.runtime import BillingRuntime, BillingSettings, metrics_hook
+from server.bots.store import BotStore
 from server.config import GatewayConfig
 from server.db.engine import create_engine, database_is_up
-from server.fallback.chain import ChainBuilder
 from server.fallback.breaker import BreakerPolicy
 from server.fallback.budget import RetryBudget
+from server.fallback.chain import ChainBuilder
 from server.fallback.route_store import RouteStore, refresh_forever
 from server.fallback.router import RetryPolicy, Router
 from server.fallback.routes import RouteCache, routes_from_config
 from server.handlers.billing import BillingService
 from server.handlers.config import ConfigService
-from server.handlers.generation_config import RequestConfigurator
-from server.handlers.generation_billing import GenerationBilling
 from server.handlers.generation import GenerationService
+from server.handlers.generation_billing import GenerationBilling
+from server.handlers.generation_config import RequestConfigurator
 from server.handlers.grounding import Grounder
 from server.handlers.retrieval import RetrievalService
 from server.interceptors.auth import AuthInterceptor
@@ -148,7 +156,8 @@ class Gateway:
                                                      self.metrics))
         self.server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
         b = config.billing
-        self.billing = BillingRuntime(database_url, PriceList.from_config(config.models),
+        prices = PriceList.from_config(config.models)
+        self.billing = BillingRuntime(database_url, prices,
                                       BillingSettings(b.pool_size, b.writers, b.max_batch,
                                                       b.hold_ttl_s, b.sweep_interval_s,
                                                       b.hold_output_tokens),
@@ -169,7 +178,8 @@ class Gateway:
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
             GenerationService(config, chains, router, self.metrics,
                               grounder=Grounder(config.rag, self.rag.retriever),
-                              billing=GenerationBilling(self.billing.calls, self.billing.recorder)
+                              billing=GenerationBilling(self.billing.calls, self.billing.recorder,
+                                                        prices)
                               if b.enabled else None,
                               configurator=self.configurator), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)

@@ -29,8 +29,17 @@ from server.fallback.budget import RetryBudget
 from server.fallback.chain import Target
 from server.metrics import Metrics
 from server.providers.base import (
-    FINAL_KINDS, Completion, ErrorKind, FinishReason, Provider, ProviderError, ProviderRequest,
-    StreamDone, StreamEvent, TextChunk, Usage,
+    FINAL_KINDS,
+    Completion,
+    ErrorKind,
+    FinishReason,
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    StreamDone,
+    StreamEvent,
+    TextChunk,
+    Usage,
 )
 
 

@@ -21,8 +21,8 @@ from server.errors import GatewayError, bad_field
 from server.fallback.attempts import Attempt, Outcome
 from server.fallback.chain import ChainBuilder, Target
 from server.fallback.router import Router, StreamFinished, StreamInterrupted, StreamStarted
-from server.handlers.generation_config import RequestConfigurator
 from server.handlers.generation_billing import CallMeter, GenerationBilling
+from server.handlers.generation_config import RequestConfigurator
 from server.handlers.generation_requests import GenerationRequest, ParsedRequest, parse
 from server.handlers.grounding import Grounded, Grounder
 from server.metrics import Metrics

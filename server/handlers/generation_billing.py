@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from llmgateway.v1 import generation_pb2 as pb
 
 from server.billing.metering import BillingRequest, CallBilling, Charged, Reservation
-from server.billing.pricing import Metered
+from server.billing.pricing import Metered, PriceList, cost_micros
 from server.billing.usage import UsageRecord, UsageRecorder
 from server.call_context import current_call
 from server.errors import Code, GatewayError
@@ -47,8 +47,10 @@ class CallMeter:
     """One call's reservation (when billed) and usage record."""
 
     def __init__(self, recorder: UsageRecorder | None, reservation: Reservation | None,
-                 method: str, request: GenerationRequest, parsed: ParsedRequest) -> None:
+                 method: str, request: GenerationRequest, parsed: ParsedRequest,
+                 prices: PriceList | None = None) -> None:
         self._recorder = recorder
+        self._prices = prices
         self._reservation = reservation
         self._method = method
         self._request = request
@@ -108,6 +110,8 @@ class CallMeter:
             return
         call = current_call.get()
         billing = self._request.billing if self._request.HasField("billing") else None
+        cost, currency = (charged.amount, charged.currency_code) if charged \
+            else self._list_cost(usage)
         self._recorder.record(UsageRecord(
             trace_id=call.trace_id if call else "", method=self._method,
             service=call.subject if call else "anonymous", status=status,
@@ -125,8 +129,7 @@ class CallMeter:
             metadata=dict(self._request.metadata),
             wallet_id=billing.wallet_id if billing else "",
             session_id=billing.session_id if billing else "",
-            cost_micros=charged.amount if charged else 0,
-            currency_code=charged.currency_code if charged else "",
+            cost_micros=cost, currency_code=currency,
             transaction_id=charged.transaction_id if charged else None,
             prompt_key=self._parsed.prompt_key,
             prompt_version=self._parsed.prompt_version,
@@ -134,12 +137,26 @@ class CallMeter:
             chunk_ids=tuple(chunk_ids)))
 
 
+    def _list_cost(self, usage: Usage) -> tuple[int, str]:
+        """An unbilled call's cost at the configured price of the requested model, so
+        every usage record says what the call cost (0 when the model has no price)."""
+        price = self._prices.get(self._parsed.model) if self._prices else None
+        if price is None:
+            return 0, ""
+        return cost_micros(price, Metered(
+            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            duration_ms=int((time.monotonic() - self._started) * 1000))), price.currency_code
+
+
 class GenerationBilling:
     """Starts a ``CallMeter`` for each generation call."""
 
-    def __init__(self, billing: CallBilling | None, recorder: UsageRecorder | None) -> None:
+    def __init__(self, billing: CallBilling | None, recorder: UsageRecorder | None,
+                 prices: PriceList | None = None) -> None:
         self._billing = billing
         self._recorder = recorder
+        self._prices = prices
 
     async def begin(self, method: str, request: GenerationRequest, parsed: ParsedRequest,
                     deadline: float | None = None) -> CallMeter:
@@ -159,4 +176,4 @@ class GenerationBilling:
                 parsed.model, _prompt_bytes(parsed),
                 parsed.provider_request.params.max_output_tokens, request.end_user_id,
                 deadline - time.monotonic() if deadline is not None else 0.0)
-        return CallMeter(self._recorder, reservation, method, request, parsed)
+        return CallMeter(self._recorder, reservation, method, request, parsed, self._prices)

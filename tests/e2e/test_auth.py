@@ -21,8 +21,14 @@ from llmgateway.v1 import generation_pb2 as pb
 from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
 from tests.e2e.test_bad_input import details
-from tests.support.gateway import (AUDIENCE, ISSUER, TEST_SECRET, RunningGateway, raw_test_config,
-                                   running_gateway)
+from tests.support.gateway import (
+    AUDIENCE,
+    ISSUER,
+    TEST_SECRET,
+    RunningGateway,
+    raw_test_config,
+    running_gateway,
+)
 
 REQUEST = pb.ListModelsRequest()
 

@@ -171,3 +171,20 @@ async def test_list_models_shows_routes(stub):
     page = await stub.ListModels(pb.ListModelsRequest(page_size=1), metadata=bearer("generate"),
                                  timeout=5)
     assert len(page.models) == 1 and page.next_page_token == names[1]
+
+
+async def test_every_call_writes_a_priced_usage_record(stub, pg_url):
+    from tests.support.usage import usage_record
+
+    response = await stub.Generate(request(end_user_id="user-7", metadata={"feature": "faq"}),
+                                   metadata=bearer("generate"), timeout=10)
+    record = await usage_record(pg_url, response.trace_id)
+    assert (record["service"], record["end_user_id"], record["provider"], record["model"]) == (
+        "test-service", "user-7", "simulator", "sim-chat")
+    assert (record["input_tokens"], record["output_tokens"]) == (
+        response.usage.input_tokens, response.usage.output_tokens)
+    # sim-chat lists 0.15 USD per million input and 0.60 per million output tokens.
+    expected = -(-(response.usage.input_tokens * 150_000
+                   + response.usage.output_tokens * 600_000) // 1_000_000)
+    assert (record["cost_micros"], record["currency_code"]) == (expected, "USD")
+    assert record["status"] == "OK" and record["wallet_id"] == ""

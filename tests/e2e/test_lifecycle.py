@@ -13,7 +13,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llmgateway.v1 import generation_pb2 as pb
 from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
-from tests.support.gateway import GatewayProcess, bearer, free_port, raw_test_config, running_gateway
+from tests.support.gateway import (
+    GatewayProcess,
+    bearer,
+    free_port,
+    raw_test_config,
+    running_gateway,
+)
 
 
 async def test_not_serving_while_the_database_is_unreachable(simulator, data_dir):

@@ -16,6 +16,7 @@ from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
 from simulator.scenario import count_prompt_tokens
 from tests.support.gateway import GatewayProcess, bearer, raw_test_config
+from tests.support.usage import usage_record
 
 GEN = bearer("generate")
 ADMIN = bearer("admin")
@@ -102,25 +103,6 @@ async def test_bot_active_config_supplies_model_prompt_and_parameters(gen, conf,
     assert (record["prompt_key"], record["prompt_version"], record["bot_config_id"]) == (
         "support", response.prompt.version, config.config_id)
     assert record["model"] == "bot-model-a"
-
-
-async def usage_record(pg_url: str, trace_id: str) -> dict:
-    """The call's usage record (written in the background, so poll briefly)."""
-    import asyncio
-
-    import asyncpg
-
-    conn = await asyncpg.connect(pg_url)
-    try:
-        for _ in range(100):
-            row = await conn.fetchrow("SELECT * FROM usage_records WHERE trace_id = $1",
-                                      trace_id)
-            if row is not None:
-                return dict(row)
-            await asyncio.sleep(0.05)
-    finally:
-        await conn.close()
-    raise AssertionError(f"no usage record for trace {trace_id}")
 
 
 async def test_bot_fallbacks_and_disabled_or_unknown_bots(gen, conf):

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 import yaml
@@ -172,7 +172,7 @@ class GatewayProcess:
             self.output = self.process.stdout.read()
         return code
 
-    def __enter__(self) -> GatewayProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -90,6 +90,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: Refund named a charge that was already refunded."""
     ERROR_REASON_HOLD_CLOSED: _ErrorReason.ValueType  # 32
     """FAILED_PRECONDITION: the hold was already settled, voided or expired."""
+    ERROR_REASON_ALREADY_EXISTS: _ErrorReason.ValueType  # 33
+    """ALREADY_EXISTS: a bot (or another named resource) with that id exists."""
+    ERROR_REASON_BOT_DISABLED: _ErrorReason.ValueType  # 34
+    """FAILED_PRECONDITION: the request names a bot whose status is "disabled"."""
+    ERROR_REASON_NO_ACTIVE_CONFIG: _ErrorReason.ValueType  # 35
+    """FAILED_PRECONDITION: the request names a bot with no active configuration."""
+    ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 36
+    """UNIMPLEMENTED: a feature this gateway has switched off (e.g. billing disabled)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable error reasons of this API. Every error status carries a
@@ -167,4 +175,12 @@ ERROR_REASON_ALREADY_REFUNDED: ErrorReason.ValueType  # 31
 """FAILED_PRECONDITION: Refund named a charge that was already refunded."""
 ERROR_REASON_HOLD_CLOSED: ErrorReason.ValueType  # 32
 """FAILED_PRECONDITION: the hold was already settled, voided or expired."""
+ERROR_REASON_ALREADY_EXISTS: ErrorReason.ValueType  # 33
+"""ALREADY_EXISTS: a bot (or another named resource) with that id exists."""
+ERROR_REASON_BOT_DISABLED: ErrorReason.ValueType  # 34
+"""FAILED_PRECONDITION: the request names a bot whose status is "disabled"."""
+ERROR_REASON_NO_ACTIVE_CONFIG: ErrorReason.ValueType  # 35
+"""FAILED_PRECONDITION: the request names a bot with no active configuration."""
+ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 36
+"""UNIMPLEMENTED: a feature this gateway has switched off (e.g. billing disabled)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -1,16 +1,14 @@
 """Vendor embedders (OpenAI, Gemini, Bedrock Titan) through their SDKs against the
-simulator, and integer call pricing."""
+simulator."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from server.config import GatewayConfig
-from server.providers.base import ErrorKind, ProviderError, Usage
+from server.providers.base import ErrorKind, ProviderError
 from server.providers.bedrock import BedrockProvider
 from server.providers.embeddings import GeminiEmbedder, OpenAIEmbedder, TitanEmbedder
-from server.providers.pricing import PriceTable, TokenPrice, call_cost_micros
 
 TEXTS = ["the cat sat", "on the mat", "the cat sat"]
 
@@ -49,27 +47,3 @@ async def test_embedding_failures_are_classified(embedders, simulator):
         await embedders["gemini"].embed(["x"])
     assert caught.value.kind is ErrorKind.RATE_LIMITED
     simulator.remove_scenario("text-embedding-004")
-
-
-def test_call_cost_is_integer_and_rounds_up_once():
-    price = TokenPrice(input=150_000, output=600_000, cached_input=75_000)
-    usage = Usage(input_tokens=1000, output_tokens=500, cached_input_tokens=400)
-    # 600 × 0.15 + 400 × 0.075 + 500 × 0.6 = 90 + 30 + 300 = 420 micro-units
-    assert call_cost_micros(price, usage) == 420
-    assert call_cost_micros(price, Usage(input_tokens=1)) == 1  # 0.15 rounds up
-    assert call_cost_micros(TokenPrice(input=100), Usage(input_tokens=10,
-                                                         cached_input_tokens=10)) == 1
-
-
-def test_price_table_prices_the_target_that_served():
-    config = GatewayConfig.model_validate({
-        "providers": {"a": {"kind": "openai"}, "b": {"kind": "anthropic"}},
-        "models": {"m": {"targets": [{"provider": "a", "model": "x"},
-                                     {"provider": "b", "model": "y"}],
-                         "pricing": {"input_per_million_micros": 2_000_000,
-                                     "output_per_million_micros": 8_000_000}}},
-    })
-    table = PriceTable.from_config(config)
-    assert table.cost_micros("b", "y", Usage(input_tokens=1000, output_tokens=1000)) == 10_000
-    assert table.cost_micros("a", "unpriced", Usage(input_tokens=5)) is None
-    assert table.for_model("m") == TokenPrice(2_000_000, 8_000_000, 0, "USD")
