@@ -56,9 +56,12 @@ class UsageRecorder:
     """Queues records and writes them in batches from one background task."""
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 500, max_queue: int = 100_000,
-                 logger: logging.Logger | None = None) -> None:
+                 linger_s: float = 0.05, logger: logging.Logger | None = None) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        # Wait this long after the first record so a busy gateway writes few large batches
+        # (each COPY costs a pool round trip) instead of one small batch per request.
+        self._linger_s = linger_s
         self._queue: asyncio.Queue[UsageRecord] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._log = logger or logging.getLogger("llmgw.usage")
@@ -96,12 +99,33 @@ class UsageRecorder:
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first, *self._drain()]
+            batch: list[UsageRecord] = []
             try:
+                batch.append(await self._queue.get())
+                if self._linger_s:
+                    await asyncio.sleep(self._linger_s)
+                batch.extend(self._drain())
                 await self._write(batch)
-            except (OSError, asyncpg.PostgresError) as exc:
-                self._log.warning("could not write %d usage records: %s", len(batch), exc)
+            except asyncio.CancelledError:
+                self._requeue(batch)  # stop() writes what is queued
+                raise
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError) as exc:
+                # The database is away: keep the records (bounded by max_queue) and retry.
+                self._log.warning("usage records wait for the database (%d queued): %s",
+                                  len(batch) + self._queue.qsize(), type(exc).__name__)
+                self._requeue(batch)
+                await asyncio.sleep(1.0)
+            except asyncpg.PostgresError as exc:
+                self._log.error("dropped %d usage records the database refused: %s",
+                                len(batch), exc)
+
+    def _requeue(self, batch: list[UsageRecord]) -> None:
+        for record in batch:
+            try:
+                self._queue.put_nowait(record)
+            except asyncio.QueueFull:
+                self.dropped += 1
 
     async def _write(self, batch: list[UsageRecord]) -> None:
         if not batch:
