@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -11,7 +10,6 @@ import pytest
 from server.billing.ledger import Ledger
 from server.billing.pricing import Price, PriceList
 from server.billing.runtime import BillingRuntime, BillingSettings
-from server.db.migrate import upgrade
 
 PRICES = PriceList({
     "tok-model": Price(input_per_million_micros=2_000_000, output_per_million_micros=8_000_000,
@@ -19,17 +17,6 @@ PRICES = PriceList({
     "msg-model": Price(per_message_micros=1_500),
     "eur-model": Price(currency_code="EUR", per_message_micros=10),
 })
-
-
-@pytest.fixture(scope="session")
-def pg_url(pg_url: str) -> str:
-    """The shared embedded Postgres, or an external one: ``BILLING_TEST_DATABASE_URL``
-    runs this folder against any Postgres (with pgvector), migrated to head first."""
-    external = os.environ.get("BILLING_TEST_DATABASE_URL")
-    if not external:
-        return pg_url
-    upgrade(external)
-    return external
 
 
 @pytest.fixture(scope="session")
