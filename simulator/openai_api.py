@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from aiohttp import web
 
@@ -36,6 +35,15 @@ from simulator.scenario import (
     unary_generation_delay,
     wait_latency,
 )
+from simulator.wire import (
+    JSON_CONTENT_TYPE,
+    abort_connection,
+    connection_lost,
+    dumps,
+    json_response,
+    new_id,
+    seconds_header,
+)
 
 INVALID_API_KEY = "sim-invalid-key"
 """The one key the simulator rejects, so adapters can test auth-error classification."""
@@ -51,13 +59,6 @@ ADVERTISED_MODELS = (
 )
 _MODEL_CREATED = 1_700_000_000
 _FINGERPRINT = "fp_simulator"
-_JSON = "application/json"
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, encoded once (no re-serialisation anywhere downstream)."""
-    return _ENCODE(obj).encode()
 
 
 # status → (error.type, error.code, default message), as OpenAI reports them.
@@ -117,37 +118,11 @@ def error_response(
             "code": default_code if code is _DEFAULT_CODE else code,
         }
     }
-    headers = {"x-request-id": _new_id("req_")}
+    headers = {"x-request-id": new_id("req_")}
     if retry_after_s is not None:
-        headers["retry-after"] = _seconds(retry_after_s)
+        headers["retry-after"] = seconds_header(retry_after_s)
         headers["retry-after-ms"] = str(round(retry_after_s * 1000))
-    return web.Response(status=status, body=_dumps(body), content_type=_JSON, headers=headers)
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + os.urandom(12).hex()
-
-
-def _connection_lost(request: web.BaseRequest) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-def _abort_connection(request: web.BaseRequest, scope: CallScope) -> NoReturn:
-    """Cut the TCP connection (scripted drop) and end the handler quietly.
-
-    Raising CancelledError is how aiohttp itself ends handlers whose connection is gone:
-    it skips writing a response and logs nothing.
-    """
-    scope.dropping()
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-    raise asyncio.CancelledError
+    return json_response(body, status, headers)
 
 
 # --------------------------------------------------------------------------- request parsing
@@ -260,9 +235,9 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
 
 def chat_completion_body(req: ChatRequest, completion: Completion) -> bytes:
     """A non-streaming `chat.completion` object."""
-    return _dumps(
+    return dumps(
         {
-            "id": _new_id("chatcmpl-"),
+            "id": new_id("chatcmpl-"),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.model,
@@ -297,9 +272,9 @@ class ChunkEncoder:
     __slots__ = ("_head", "_tail", "_usage_head")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        head = _dumps(
+        head = dumps(
             {
-                "id": _new_id("chatcmpl-"),
+                "id": new_id("chatcmpl-"),
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": model,
@@ -318,13 +293,13 @@ class ChunkEncoder:
         )
 
     def token(self, text: str) -> bytes:
-        return self._head + b'{"content":' + _dumps(text) + b"}" + self._tail % b"null"
+        return self._head + b'{"content":' + dumps(text) + b"}" + self._tail % b"null"
 
     def finish(self, reason: str) -> bytes:
-        return self._head + b"{}" + self._tail % _dumps(reason)
+        return self._head + b"{}" + self._tail % dumps(reason)
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return self._usage_head + _dumps(_usage(prompt_tokens, completion_tokens)) + b"}\n\n"
+        return self._usage_head + dumps(_usage(prompt_tokens, completion_tokens)) + b"}\n\n"
 
 
 _DONE = b"data: [DONE]\n\n"
@@ -354,7 +329,7 @@ class OpenAIProtocol:
     # -- chat completions -------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        with CallScope(self._state.stats, lambda: _connection_lost(request), "openai") as scope:
+        with CallScope(self._state.stats, lambda: connection_lost(request), "openai") as scope:
             try:
                 denied = _check_auth(request)
                 if denied is not None:
@@ -387,12 +362,12 @@ class OpenAIProtocol:
         tokens = len(completion.tokens)
         await unary_generation_delay(behaviour, tokens if drop is None else min(drop, tokens))
         if drop is not None:
-            _abort_connection(request, scope)
+            abort_connection(request, scope)
         return scope.responded(
             web.Response(
                 body=chat_completion_body(req, completion),
-                content_type=_JSON,
-                headers={"x-request-id": _new_id("req_")},
+                content_type=JSON_CONTENT_TYPE,
+                headers={"x-request-id": new_id("req_")},
             )
         )
 
@@ -404,7 +379,7 @@ class OpenAIProtocol:
         behaviour: Behaviour,
         scope: CallScope,
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={**_SSE_HEADERS, "x-request-id": _new_id("req_")})
+        resp = web.StreamResponse(headers={**_SSE_HEADERS, "x-request-id": new_id("req_")})
         await resp.prepare(request)
         scope.responded(resp)
         scope.stream_started()
@@ -414,11 +389,11 @@ class OpenAIProtocol:
         await resp.write(encoder.role())
         for i, token in enumerate(completion.tokens):
             if drop is not None and i >= drop:
-                _abort_connection(request, scope)
+                abort_connection(request, scope)
             await pacer.before_token(i)
             await resp.write(encoder.token(token))
         if drop is not None:
-            _abort_connection(request, scope)
+            abort_connection(request, scope)
         await resp.write(encoder.finish(_finish_reason(completion)))
         if req.include_usage:
             await resp.write(encoder.usage(req.prompt_tokens, len(completion.tokens)))
@@ -430,7 +405,7 @@ class OpenAIProtocol:
     # -- embeddings -------------------------------------------------------------------
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        with CallScope(self._state.stats, lambda: _connection_lost(request), "openai") as scope:
+        with CallScope(self._state.stats, lambda: connection_lost(request), "openai") as scope:
             denied = _check_auth(request)
             if denied is not None:
                 return scope.responded(denied)
@@ -449,7 +424,7 @@ class OpenAIProtocol:
             if plan.behaviour.timeout:
                 await hang()
             if plan.behaviour.drop_after_tokens is not None:
-                _abort_connection(request, scope)
+                abort_connection(request, scope)
             data = []
             for i, (text, _) in enumerate(inputs):
                 vector = embedding_vector(model, text, dimensions)
@@ -464,7 +439,7 @@ class OpenAIProtocol:
                 "model": model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
-            return scope.responded(web.Response(body=_dumps(body_out), content_type=_JSON))
+            return scope.responded(json_response(body_out))
 
     # -- models -----------------------------------------------------------------------
 
@@ -475,7 +450,7 @@ class OpenAIProtocol:
         names = dict.fromkeys(ADVERTISED_MODELS)
         names.update(dict.fromkeys(k for k in self._state.scenarios.names() if k != WILDCARD_KEY))
         body = {"object": "list", "data": [_model_object(n) for n in names]}
-        return web.Response(body=_dumps(body), content_type=_JSON)
+        return json_response(body)
 
     async def retrieve_model(self, request: web.Request) -> web.Response:
         denied = _check_auth(request)
@@ -484,7 +459,7 @@ class OpenAIProtocol:
         model = request.match_info["model"]
         if self._state.scenarios.behaviour(model).not_found:
             return _scripted_error(ScriptedError(404), model)
-        return web.Response(body=_dumps(_model_object(model)), content_type=_JSON)
+        return json_response(_model_object(model))
 
 
 def _model_object(name: str) -> dict[str, Any]:
