@@ -57,6 +57,13 @@ def cmd_migrate(ns: argparse.Namespace) -> None:
     url = prepare_database(config)
     print(f"migrated {'embedded database' if not config.database.url else 'DATABASE_URL'}"
           f" to head ({url.split('?')[0].rsplit('@', 1)[-1] or 'unix socket'})")
+    if config.prompts.load_defaults:
+        import asyncio
+
+        from server.prompts.store import load_default_prompts
+
+        added = asyncio.run(load_default_prompts(url))
+        print(f"prompt templates: {added} canonical version(s) added")
 
 
 def cmd_token(ns: argparse.Namespace) -> None:

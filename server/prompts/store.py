@@ -144,3 +144,14 @@ def read_template_files(paths: Iterable[Path]) -> list[PromptTemplate]:
             temperature=raw.get("temperature"), max_output_tokens=raw.get("max_output_tokens"),
             model=raw.get("model", ""), description=raw.get("description", "")))
     return templates
+
+
+async def load_default_prompts(database_url: str) -> int:
+    """``llmgw migrate``: load the canonical templates with their own short-lived engine."""
+    from server.db.engine import create_engine
+
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        return await PromptStore(engine).load_defaults()
+    finally:
+        await engine.dispose()

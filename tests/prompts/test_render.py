@@ -100,3 +100,18 @@ def test_template_render_errors_name_the_field():
     assert [v.field for v in caught.value.violations] == ["prompt.variables[question]"]
     rendered = render(template, renderer(), {"product": "Widget", "question": "Why?"})
     assert (rendered.system, rendered.user, rendered.version) == ("For Widget", "Why?", 3)
+
+
+def test_llmgw_migrate_loads_the_canonical_prompts(pg_url):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.gateway import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "server.cli", "migrate"], cwd=ROOT,
+                            env={**os.environ, "DATABASE_URL": pg_url}, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "migrated DATABASE_URL to head" in result.stdout
+    assert "prompt templates:" in result.stdout  # already loaded by the gateway: 0 added
