@@ -10,7 +10,7 @@ retries are off: retrying is the router's decision.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +23,20 @@ from server.providers.base import (
     Completion,
     ErrorKind,
     FinishReason,
+    ParamMap,
     ProviderError,
     ProviderRequest,
     StreamDone,
     StreamEvent,
     TextChunk,
     Usage,
+    map_params,
 )
 from server.providers.headers import retry_after_s
 from server.providers.messages import merge_consecutive_roles
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
-PARAMS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+PARAMS: ParamMap = (
     ("temperature", "temperature", lambda t: min(t, 1.0) if t is not None else None),
     ("top_p", "top_p", None),
     ("top_k", "top_k", None),
@@ -93,12 +95,7 @@ def build_body(request: ProviderRequest, default_max_tokens: int) -> dict[str, A
     }
     if request.system:
         body["system"] = request.system
-    for ours, theirs, transform in PARAMS:
-        value = getattr(request.params, ours)
-        if transform is not None:
-            value = transform(value)
-        if value is not None:
-            body[theirs] = value
+    body.update(map_params(request.params, PARAMS))
     return body
 
 

@@ -7,10 +7,10 @@ do with a failure; it never looks at vendor status codes itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ErrorKind(StrEnum):
@@ -75,6 +75,23 @@ class GenerationParams:
     top_p: float | None = None
     top_k: int | None = None
     stop: tuple[str, ...] = ()
+
+
+# How one vendor names our generation parameters: (our field, vendor field, transform).
+# Each adapter declares its table as data; ``map_params`` applies it.
+ParamMap = tuple[tuple[str, str, Callable[[Any], Any] | None], ...]
+
+
+def map_params(params: GenerationParams, table: ParamMap) -> dict[str, Any]:
+    """The vendor's parameter fields for ``params`` (unset values are left out)."""
+    out: dict[str, Any] = {}
+    for ours, theirs, transform in table:
+        value = getattr(params, ours)
+        if transform is not None:
+            value = transform(value)
+        if value is not None:
+            out[theirs] = value
+    return out
 
 
 @dataclass(frozen=True)

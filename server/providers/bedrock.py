@@ -31,18 +31,20 @@ from server.providers.base import (
     Completion,
     ErrorKind,
     FinishReason,
+    ParamMap,
     ProviderError,
     ProviderRequest,
     StreamDone,
     StreamEvent,
     TextChunk,
     Usage,
+    map_params,
 )
 from server.providers.messages import merge_consecutive_roles
 
 # Our parameter → Converse ``inferenceConfig`` field, with an optional transform.
 # top_k has no Converse field (it is model-specific); it is dropped.
-PARAMS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+PARAMS: ParamMap = (
     ("max_output_tokens", "maxTokens", None),
     ("temperature", "temperature", None),
     ("top_p", "topP", None),
@@ -98,12 +100,7 @@ def build_request(request: ProviderRequest) -> dict[str, Any]:
     if request.system:
         kwargs["system"] = [{"text": request.system}]
     inference: dict[str, Any] = {}
-    for ours, theirs, transform in PARAMS:
-        value = getattr(request.params, ours)
-        if transform is not None:
-            value = transform(value)
-        if value is not None:
-            inference[theirs] = value
+    inference.update(map_params(request.params, PARAMS))
     if inference:
         kwargs["inferenceConfig"] = inference
     return kwargs

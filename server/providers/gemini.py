@@ -12,7 +12,7 @@ implicit retry of connection errors) are off: retrying is the router's decision.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,17 +26,19 @@ from server.providers.base import (
     Completion,
     ErrorKind,
     FinishReason,
+    ParamMap,
     ProviderError,
     ProviderRequest,
     StreamDone,
     StreamEvent,
     TextChunk,
     Usage,
+    map_params,
 )
 from server.providers.headers import retry_after_s
 
 # Our parameter → the generation config's field, with an optional transform.
-PARAMS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+PARAMS: ParamMap = (
     ("max_output_tokens", "max_output_tokens", None),
     ("temperature", "temperature", None),
     ("top_p", "top_p", None),
@@ -85,12 +87,7 @@ def build_config(request: ProviderRequest, timeout_s: float) -> types.GenerateCo
         "http_options": types.HttpOptions(timeout=max(1, int(timeout_s * 1000)))}
     if request.system:
         fields["system_instruction"] = request.system
-    for ours, theirs, transform in PARAMS:
-        value = getattr(request.params, ours)
-        if transform is not None:
-            value = transform(value)
-        if value is not None:
-            fields[theirs] = value
+    fields.update(map_params(request.params, PARAMS))
     return types.GenerateContentConfig(**fields)
 
 

@@ -15,7 +15,7 @@ below reads them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +30,18 @@ from server.providers.base import (
     ErrorKind,
     FinishReason,
     GenerationParams,
+    ParamMap,
     ProviderError,
     ProviderRequest,
     StreamDone,
     StreamEvent,
     TextChunk,
     Usage,
+    map_params,
 )
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
-PARAMS: tuple[tuple[str, str, Callable[[Any], Any] | None], ...] = (
+PARAMS: ParamMap = (
     ("max_output_tokens", "max_tokens", None),
     ("temperature", "temperature", None),
     ("top_p", "top_p", None),
@@ -64,12 +66,7 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
     messages.extend({"role": m.role, "content": m.content} for m in request.messages)
     body: dict[str, Any] = {"model": request.model, "messages": messages}
     params: GenerationParams = request.params
-    for ours, theirs, transform in PARAMS:
-        value = getattr(params, ours)
-        if transform is not None:
-            value = transform(value)
-        if value is not None:
-            body[theirs] = value
+    body.update(map_params(params, PARAMS))
     return body
 
 
