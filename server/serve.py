@@ -45,7 +45,7 @@ def _event_loop_runner() -> asyncio.Runner:
 
 
 async def _serve(config: GatewayConfig, database_url: str,
-                 registry: CollectorRegistry | None, ready_fd: int | None) -> None:
+                 registry: CollectorRegistry | None) -> None:
     from server.app import Gateway  # imported after PROMETHEUS_MULTIPROC_DIR is settled
 
     gateway = Gateway(config, database_url=database_url, registry=registry)
@@ -66,7 +66,7 @@ def serve_single(config: GatewayConfig) -> None:
     registry = CollectorRegistry()
     start_http_server(config.server.metrics_port, config.server.metrics_host, registry=registry)
     with _event_loop_runner() as runner:
-        runner.run(_serve(config, database_url, registry, None))
+        runner.run(_serve(config, database_url, registry))
 
 
 def serve_worker(config: GatewayConfig) -> None:
@@ -75,7 +75,7 @@ def serve_worker(config: GatewayConfig) -> None:
     if not config.database.url:
         raise SystemExit("worker started without DATABASE_URL")
     with _event_loop_runner() as runner:
-        runner.run(_serve(config, config.database.url, CollectorRegistry(), None))
+        runner.run(_serve(config, config.database.url, CollectorRegistry()))
 
 
 def serve_workers(config: GatewayConfig, workers: int, config_path: Path | None) -> None:
