@@ -144,6 +144,8 @@ class Gateway:
                                                      r.max_delay_s, r.max_retry_after_s),
                         self.metrics, otel,
                         budget=RetryBudget(g.retry_budget_ratio, g.retry_budget_min_per_s),
+                        attempt_timeouts={name: p.timeout_s
+                                          for name, p in config.providers.items()},
                         breaker_policy=BreakerPolicy(
                             g.breaker_consecutive_failures, g.breaker_error_rate,
                             g.breaker_window_s, g.breaker_min_calls, g.breaker_cooldown_s))

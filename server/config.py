@@ -102,7 +102,8 @@ class ProviderConfig(_Strict):
     api_key_env: str | None = None
     api_key_file: Path | None = None
     requires_api_key: bool = Field(True, description="false for local endpoints (simulator)")
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, description="longest one attempt may take (unary: the "
+                             "whole call; streams: until the first token)")
     max_connections: int = Field(200, ge=1)
     region: str = Field("", description="default region (bedrock: the AWS region)")
     failover_regions: list[str] = Field(

@@ -120,10 +120,14 @@ class Router:
     def __init__(self, providers: Mapping[str, Provider], policy: RetryPolicy, metrics: Metrics,
                  tracer: trace.Tracer, *, breaker_policy: BreakerPolicy | None = None,
                  budget: RetryBudget | None = None,
+                 attempt_timeouts: Mapping[str, float] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  rng: Callable[[], float] = random.random) -> None:
         self._providers = providers
+        # Per provider, the longest one attempt may take (providers.<name>.timeout_s): a
+        # slow target then leaves the rest of the deadline to the next one in the chain.
+        self._attempt_timeouts = dict(attempt_timeouts or {})
         self._policy = policy
         self._metrics = metrics
         self._tracer = tracer
@@ -163,6 +167,10 @@ class Router:
             return None
         return delay
 
+    def _attempt_budget(self, target: Target, remaining: float) -> float:
+        cap = self._attempt_timeouts.get(target.provider)
+        return remaining if cap is None else min(remaining, cap)
+
     def _skip_open(self, target: Target, attempts: list[Attempt]) -> bool:
         """True (and an attempt recorded as skipped) when the target's breaker is open."""
         if self._breakers.get(target).allow():
@@ -189,15 +197,16 @@ class Router:
                     attempts.append(Attempt(target, Outcome.SKIPPED_DEADLINE, retry=retry))
                     raise _deadline_error(attempts)
                 started = self._clock()
+                budget = self._attempt_budget(target, remaining)
                 with self._tracer.start_as_current_span("provider.generate",
                                                         attributes=_span_attrs(target, retry)):
                     try:
-                        async with asyncio.timeout(remaining):
+                        async with asyncio.timeout(budget):
                             completion = await provider.generate(
                                 replace(request, model=target.model, region=target.region),
-                                remaining)
+                                budget)
                     except TimeoutError:
-                        error = ProviderError(ErrorKind.TIMEOUT, "the caller's deadline ran out")
+                        error = _timeout_error(budget, remaining)
                     except ProviderError as exc:
                         error = exc
                     else:
@@ -232,12 +241,14 @@ class Router:
                 started = self._clock()
                 upstream = provider.stream(
                     replace(request, model=target.model, region=target.region), remaining)
+                budget = self._attempt_budget(target, remaining)  # until the first event
                 try:
-                    async with asyncio.timeout(remaining):
+                    async with asyncio.timeout(budget):
                         first = await anext(upstream)
                 except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
                     await upstream.aclose()  # type: ignore[attr-defined]
-                    error = _as_provider_error(exc)
+                    error = _timeout_error(budget, remaining) if isinstance(exc, TimeoutError) \
+                        else _as_provider_error(exc)
                     attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
                     delay = self._after_failure(target, retry, error, attempts, deadline)
                     if delay is None:
@@ -304,6 +315,13 @@ class Router:
 def _span_attrs(target: Target, retry: int) -> dict[str, str | int]:
     return {"llm.provider": target.provider, "llm.model": target.model,
             "llm.region": target.region, "llm.retry": retry}
+
+
+def _timeout_error(budget: float, remaining: float) -> ProviderError:
+    if budget < remaining:
+        return ProviderError(ErrorKind.TIMEOUT,
+                             f"no answer within the provider's attempt timeout ({budget:g} s)")
+    return ProviderError(ErrorKind.TIMEOUT, "the caller's deadline ran out")
 
 
 def _as_provider_error(exc: BaseException) -> ProviderError:
