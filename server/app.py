@@ -42,10 +42,11 @@ from server.fallback.router import RetryPolicy, Router
 from server.fallback.routes import RouteCache, routes_from_config
 from server.handlers.billing import BillingService
 from server.handlers.config import ConfigService
-from server.handlers.generation import GenerationService
-from server.handlers.generation_billing import GenerationBilling
-from server.handlers.generation_config import RequestConfigurator
-from server.handlers.grounding import Grounder
+from server.generation.grounding import Grounder
+from server.generation.metering import Metering
+from server.generation.presets import Presets
+from server.generation.service import GenerationService
+from server.handlers.generation import GenerationServicer
 from server.handlers.retrieval import RetrievalService
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.ratelimit import RateLimitInterceptor
@@ -176,14 +177,14 @@ class Gateway:
         renderer = Renderer(timezone=config.prompts.timezone)
         config_pb2_grpc.add_ConfigServiceServicer_to_server(
             ConfigService(self.prompts, bots, renderer), self.server)
-        self.configurator = RequestConfigurator(self.prompts, bots, renderer)
+        generation = GenerationService(
+            chains, router,
+            Metering(self.billing.calls, self.billing.recorder, prices) if b.enabled
+            else Metering(None, None),
+            self.metrics, presets=Presets(self.prompts, bots, renderer),
+            grounder=Grounder(config.rag, self.rag.retriever))
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
-            GenerationService(config, chains, router, self.metrics,
-                              grounder=Grounder(config.rag, self.rag.retriever),
-                              billing=GenerationBilling(self.billing.calls, self.billing.recorder,
-                                                        prices)
-                              if b.enabled else None,
-                              configurator=self.configurator), self.server)
+            GenerationServicer(config, chains, generation), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

@@ -72,6 +72,11 @@ class Page:
     next_page_token: str
 
 
+class HoldClosed(GatewayError):
+    """The hold was already settled, voided or expired: callers that may race the sweeper
+    (settling a call that outlived its hold) catch this type, never compare reasons."""
+
+
 def ledger_error(result: Result, key: str | None) -> GatewayError:
     """The domain error for a failed operation."""
     s = result.status
@@ -101,7 +106,7 @@ def ledger_error(result: Result, key: str | None) -> GatewayError:
                             "this charge has already been refunded",
                             violations=[FieldViolation("transaction_id", "already refunded")])
     if s is Status.HOLD_CLOSED:
-        return GatewayError(Code.FAILED_PRECONDITION, "HOLD_CLOSED",
+        return HoldClosed(Code.FAILED_PRECONDITION, "HOLD_CLOSED",
                             "the hold was already settled, voided or expired")
     if s is Status.EXCEEDS_HOLD:
         return bad_field("amount_micros", "must not exceed the amount held")

@@ -1,15 +1,15 @@
 """Billing one generation call: reserve the worst case, then settle what was used.
 
-The handler calls ``CallBilling.reserve`` before any vendor call (no funds → the call
-fails before a token is bought), then ``Reservation.settle`` with the vendor's usage, or
-``Reservation.release`` when the call failed. A crash in between leaves a hold that the
-sweeper releases when it expires, so reserved money is never lost.
+The generation use case calls ``CallBilling.reserve`` before any vendor call (no funds →
+the call fails before a token is bought), then ``Reservation.settle`` with the vendor's
+usage, or ``Reservation.void`` when the call failed. A crash in between leaves a hold that the
+sweeper expires, so reserved money is never lost.
 
 Idempotency: the charge of a call is keyed by the caller's key (``gen:<key>``) and
 fingerprinted by wallet and key only, so a retried call (even one that used a different
 number of tokens) replays the first charge instead of charging twice. Each call's hold
 gets its own key: a retry whose first attempt was voided can still reserve, and a retry
-that finds the charge already made releases its own hold.
+that finds the charge already made voids its own hold.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ import uuid
 from dataclasses import dataclass
 
 from server.billing.budgets import Budget, Budgets
-from server.billing.ledger import Ledger, Posted
+from server.billing.ledger import HoldClosed, Ledger, Posted
 from server.billing.pricing import Metered, Price, cost_micros
 from server.billing.validation import Checks
-from server.errors import GatewayError
+from server.errors import FieldViolation, invalid_argument
+from server.tokens import upper_bound_tokens
+
+
+MAX_SESSION_ID = 128
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,18 @@ class BillingRequest:
     session_id: str
     idempotency_key: str
 
-    def validate(self, prefix: str = "billing.") -> None:
+    def violations(self, prefix: str = "billing.") -> list[FieldViolation]:
+        """Every bad field (the generation request checks them with its other fields)."""
         checks = Checks()
         checks.wallet_id(self.wallet_id, prefix + "wallet_id")
         checks.idempotency_key(self.idempotency_key, prefix + "idempotency_key")
-        if len(self.session_id) > 128:
-            checks.fail(prefix + "session_id", "at most 128 characters")
-        checks.raise_if_any()
+        if len(self.session_id) > MAX_SESSION_ID:
+            checks.fail(prefix + "session_id", f"at most {MAX_SESSION_ID} characters")
+        return checks.violations
+
+    def validate(self, prefix: str = "billing.") -> None:
+        if bad := self.violations(prefix):
+            raise invalid_argument(bad)
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,6 @@ class Charged:
     currency_code: str
     balance_after: int
     replayed: bool
-
-
-def estimate_input_tokens(prompt_bytes: int) -> int:
-    """An upper estimate of the prompt's tokens: real tokenisers average 3-4 bytes per
-    token on text; 2 keeps the hold on the safe side without knowing the vendor."""
-    return prompt_bytes // 2 + 16
 
 
 class Reservation:
@@ -76,7 +79,7 @@ class Reservation:
         return f"gen:{self._request.idempotency_key}"
 
     async def settle(self, used: Metered) -> Charged:
-        """Charge ``used`` at the reserved price; release the rest of the hold."""
+        """Charge ``used`` at the reserved price; the rest of the hold goes back to the wallet."""
         self.finished = True
         cost = cost_micros(self.price, used)
         fingerprint = {"wallet_id": self._request.wallet_id, "key": self._charge_key}
@@ -84,10 +87,10 @@ class Reservation:
             posted = await self._ledger.settle(self._scope, self.hold.transaction_id,
                                                self._charge_key, min(cost, self.held),
                                                description="generation", fingerprint=fingerprint)
-        except GatewayError as error:
-            if error.reason != "HOLD_CLOSED" or cost == 0:
+        except HoldClosed:
+            if cost == 0:
                 raise
-            # The call outlived its hold (the sweeper released it): charge directly, under
+            # The call outlived its hold (the sweeper expired it): charge directly, under
             # the same key and fingerprint, so a retry still replays this one charge.
             posted = await self._ledger.charge(self._scope, self._request.wallet_id,
                                                self._charge_key, amount=cost,
@@ -98,7 +101,7 @@ class Reservation:
                            posted.balance_after, posted.replayed)
         if posted.replayed:
             # Charged already by an earlier attempt of this request: free our own hold.
-            await self._void()
+            await self._void_hold()
             return Charged(posted.transaction_id, -posted.amount, self.price.currency_code,
                            posted.balance_after, True)
         amount, balance = -posted.amount, posted.balance_after
@@ -117,19 +120,18 @@ class Reservation:
             await self._budgets.add(self._governing, used.input_tokens + used.output_tokens,
                                     amount)
 
-    async def release(self) -> None:
-        """The call failed: nothing is charged."""
+    async def void(self) -> None:
+        """The call failed: nothing is charged, the hold is voided."""
         if not self.finished:
             self.finished = True
-            await self._void()
+            await self._void_hold()
 
-    async def _void(self) -> None:
+    async def _void_hold(self) -> None:
         try:
             await self._ledger.void(self._scope, self.hold.transaction_id,
                                     f"gen:void:{self.hold.transaction_id}")
-        except GatewayError as error:
-            if error.reason != "HOLD_CLOSED":  # already released (e.g. expired): fine
-                raise
+        except HoldClosed:  # already closed (e.g. expired and swept): nothing to void
+            pass
 
 
 class CallBilling:
@@ -155,7 +157,7 @@ class CallBilling:
         price = await self._ledger.price_for(model, request.wallet_id, request.session_id,
                                              field="model", default=Price())
         worst = cost_micros(price, Metered(
-            input_tokens=estimate_input_tokens(prompt_bytes),
+            input_tokens=upper_bound_tokens(prompt_bytes),
             output_tokens=max_output_tokens or self._default_output_tokens))
         hold = await self._ledger.hold(
             scope, request.wallet_id, f"gen-hold:{uuid.uuid4().hex}", worst,

@@ -1,32 +1,41 @@
 """GenerationService: Generate, StreamGenerate and ListModels.
 
-Thin by design: parse and validate the request, build the chain, call the router, map
-the result to protobuf. Errors are raised as ``GatewayError`` and become statuses in the
-tracing interceptor.
+Thin by design, two jobs only: turn the protobuf request into one validated
+``GenerationCall`` (every bad field of the whole request in one INVALID_ARGUMENT, before
+any I/O), and turn the use case's domain results and events back into protobuf. The use
+case itself is ``server/generation/``. Errors are ``GatewayError``s and become statuses in
+the tracing interceptor.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import struct_pb2
 from llmgateway.v1 import generation_pb2 as pb
 from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
+from server import wire
+from server.billing.metering import BillingRequest, Charged
 from server.call_context import current_call
 from server.config import GatewayConfig
-from server.errors import GatewayError, bad_field
+from server.errors import bad_field, invalid_argument
 from server.fallback.attempts import Attempt, Outcome
 from server.fallback.chain import ChainBuilder, Target
-from server.fallback.router import Router, StreamFinished, StreamInterrupted, StreamStarted
-from server.handlers.generation_billing import CallMeter, GenerationBilling
-from server.handlers.generation_config import RequestConfigurator
-from server.handlers.generation_requests import GenerationRequest, ParsedRequest, parse
-from server.handlers.grounding import Grounded, Grounder
-from server.metrics import Metrics
-from server.providers.base import FinishReason, TextChunk, Usage
+from server.fallback.router import StreamStarted
+from server.generation.call import (
+    Caller,
+    GenerationCall,
+    PromptSelection,
+    RetrievalRequest,
+)
+from server.generation.service import GenerationService, Outcome as Served, StreamEnded
+from server.generation.validation import CallLimits, call_violations
+from server.providers.base import ChatMessage, FinishReason, GenerationParams, TextChunk, Usage
+
+GenerationRequest = pb.GenerateRequest | pb.StreamGenerateRequest
 
 _FINISH = {
     FinishReason.UNSPECIFIED: pb.FINISH_REASON_UNSPECIFIED,
@@ -43,20 +52,71 @@ _OUTCOME = {
 }
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(int(seconds * 1e9))
-    return value
+# -- protobuf → domain ----------------------------------------------------------------
+
+def _message(message: pb.Message) -> ChatMessage:
+    text = message.content + "".join(part.text for part in message.parts) \
+        if message.parts else message.content
+    return ChatMessage(message.role, text)
 
 
-def _target(target: Target) -> pb.Target:
-    return pb.Target(provider=target.provider, model=target.model, region=target.region)
+def _params(config: pb.GenerationConfig) -> GenerationParams:
+    """Floats arrive as float32 (0.7 → 0.699999988): rounded back to what was meant."""
+    return GenerationParams(
+        max_output_tokens=config.max_output_tokens if config.HasField("max_output_tokens") else None,
+        temperature=round(config.temperature, 4) if config.HasField("temperature") else None,
+        top_p=round(config.top_p, 4) if config.HasField("top_p") else None,
+        top_k=config.top_k if config.HasField("top_k") else None,
+        stop=tuple(config.stop_sequences))
 
+
+def _billing(request: GenerationRequest) -> BillingRequest | None:
+    """A billing section counts when it names a wallet or a key (an empty one is unbilled)."""
+    b = request.billing
+    if not request.HasField("billing") or not (b.wallet_id or b.idempotency_key):
+        return None
+    return BillingRequest(b.wallet_id, b.session_id, b.idempotency_key)
+
+
+def _retrieval(request: GenerationRequest) -> RetrievalRequest | None:
+    if not request.HasField("retrieval"):
+        return None
+    r = request.retrieval
+    return RetrievalRequest(wire.search_options(
+        namespace=r.namespace, top_k=r.top_k, min_score=r.min_score, filters=r.filters,
+        document_ids=r.document_ids, mode=r.mode), max_context_tokens=r.max_context_tokens)
+
+
+def _prompt(request: GenerationRequest) -> PromptSelection | None:
+    if not request.HasField("prompt"):
+        return None
+    p = request.prompt
+    return PromptSelection(p.key, p.version, dict(p.variables), p.lenient)
+
+
+def parse(method: str, request: GenerationRequest, limits: CallLimits) -> GenerationCall:
+    """The request as a validated call; INVALID_ARGUMENT listing every bad field."""
+    running = current_call.get()
+    call = GenerationCall(
+        method=method, messages=tuple(_message(m) for m in request.messages),
+        system_instruction=request.system_instruction, params=_params(request.config),
+        model=request.model,
+        targets=tuple(Target(t.provider, t.model, t.region) for t in request.targets),
+        region=request.region, bot=request.bot, prompt=_prompt(request),
+        retrieval=_retrieval(request), billing=_billing(request),
+        end_user_id=request.end_user_id, metadata=dict(request.metadata),
+        caller=Caller(running.principal, running.trace_id) if running else Caller())
+    if bad := call_violations(call, limits):
+        raise invalid_argument(bad)
+    return call
+
+
+# -- domain → protobuf ----------------------------------------------------------------
 
 def _attempts(attempts: list[Attempt]) -> list[pb.Attempt]:
-    return [pb.Attempt(target=_target(a.target), outcome=_OUTCOME[a.outcome],
+    return [pb.Attempt(target=wire.target(a.target), outcome=_OUTCOME[a.outcome],
                        error_reason=a.error_kind, error_message=a.error_message,
-                       latency=_duration(a.latency_s), retry=a.retry) for a in attempts]
+                       latency=wire.duration(a.latency_s), retry=a.retry) for a in attempts]
 
 
 def _usage(usage: Usage) -> pb.Usage:
@@ -65,136 +125,79 @@ def _usage(usage: Usage) -> pb.Usage:
                     cache_write_tokens=usage.cache_write_tokens)
 
 
-def _prompt_ref(parsed: ParsedRequest) -> pb.PromptRef | None:
-    if not parsed.prompt_key:
+def _charge(charged: Charged | None) -> pb.ChargeSummary | None:
+    if charged is None:
         return None
-    return pb.PromptRef(key=parsed.prompt_key, version=parsed.prompt_version)
+    return pb.ChargeSummary(transaction_id=str(charged.transaction_id),
+                            amount_micros=charged.amount, currency_code=charged.currency_code,
+                            balance_after_micros=charged.balance_after,
+                            replayed=charged.replayed)
 
 
-class GenerationService(pb_grpc.GenerationServiceServicer):
-    def __init__(self, config: GatewayConfig, chains: ChainBuilder, router: Router,
-                 metrics: Metrics, grounder: Grounder | None = None,
-                 billing: GenerationBilling | None = None,
-                 configurator: RequestConfigurator | None = None) -> None:
+def _served(served: Served) -> dict[str, object]:
+    """The fields GenerateResponse and StreamEnd share."""
+    return dict(
+        served_by=wire.target(served.served_by), attempts=_attempts(served.attempts),
+        latency=wire.duration(served.latency_s),
+        citations=[pb.Citation(chunk_id=c.chunk_id, document_id=c.document_id, title=c.title,
+                               label=c.label, score=c.score) for c in served.citations],
+        charge=_charge(served.charge),
+        prompt=pb.PromptRef(key=served.prompt_key, version=served.prompt_version)
+        if served.prompt_key else None,
+        bot_config_id=served.bot_config_id)
+
+
+def _end(ended: StreamEnded, trace_id: str) -> pb.StreamEnd:
+    end = pb.StreamEnd(finish_reason=_FINISH[ended.finish_reason], usage=_usage(ended.usage),
+                       trace_id=trace_id, **_served(ended.outcome))  # type: ignore[arg-type]
+    if ended.time_to_first_token_s is not None:
+        end.time_to_first_token.CopyFrom(wire.duration(ended.time_to_first_token_s))
+    return end
+
+
+class GenerationServicer(pb_grpc.GenerationServiceServicer):
+    def __init__(self, config: GatewayConfig, chains: ChainBuilder,
+                 generation: GenerationService) -> None:
         self._config = config
-        self._configurator = configurator
-        self._billing = billing or GenerationBilling(None, None)
-        self._grounder = grounder
         self._chains = chains
-        self._router = router
-        self._metrics = metrics
-        self._max_prompt_bytes = min(config.server.max_message_bytes, 1 << 20)
+        self._generation = generation
+        self._limits = CallLimits(max_prompt_bytes=min(config.server.max_message_bytes, 1 << 20),
+                                  rag=config.rag)
 
-    async def _prepare(self, request: GenerationRequest, context: grpc.aio.ServicerContext
-                       ) -> tuple[ParsedRequest, list[Target], float]:
-        parsed = parse(request, self._max_prompt_bytes)
-        if self._configurator is not None:  # bot and prompt template sections
-            parsed = await self._configurator.apply(request, parsed)
-        chain = self._chains.build(parsed.model, parsed.targets, parsed.region)
+    def _deadline(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
         if remaining is None:
             remaining = self._config.server.default_timeout_s
-        return parsed, chain, time.monotonic() + remaining
+        return time.monotonic() + remaining
 
     async def Generate(self, request: pb.GenerateRequest,
                        context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        started = time.monotonic()
-        parsed, chain, deadline = await self._prepare(request, context)
-        grounded = await self._ground(request, parsed)
-        parsed = grounded.parsed
-        meter = await self._billing.begin("Generate", request, parsed, deadline)  # before vendors
-        try:
-            routed = await self._router.generate(chain, parsed.provider_request, deadline)
-        except BaseException as error:
-            await meter.failed(error)
-            raise
-        call = current_call.get()
+        call = parse("Generate", request, self._limits)
+        generated = await self._generation.run(call, self._deadline(context))
+        completion = generated.completion
         return pb.GenerateResponse(
-            text=routed.completion.text,
-            finish_reason=_FINISH[routed.completion.finish_reason],
-            usage=_usage(routed.completion.usage),
-            served_by=_target(routed.served_by),
-            attempts=_attempts(routed.attempts),
-            trace_id=call.trace_id if call else "",
-            latency=_duration(time.monotonic() - started),
-            citations=grounded.citations,
-            charge=await meter.finish(routed.completion.usage, routed.served_by,
-                                      routed.attempts, grounded.chunk_ids),
-            prompt=_prompt_ref(parsed),
-            bot_config_id=parsed.bot_config_id,
-        )
+            text=completion.text, finish_reason=_FINISH[completion.finish_reason],
+            usage=_usage(completion.usage), trace_id=call.caller.trace_id,
+            **_served(generated.outcome))  # type: ignore[arg-type]
 
     async def StreamGenerate(self, request: pb.StreamGenerateRequest,
-                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamGenerateResponse]:
-        started = time.monotonic()
-        parsed, chain, deadline = await self._prepare(request, context)
-        grounded = await self._ground(request, parsed)
-        parsed = grounded.parsed
-        meter: CallMeter = await self._billing.begin("StreamGenerate", request, parsed, deadline)
-        call = current_call.get()
-        trace_id = call.trace_id if call else ""
-        first_token_at: float | None = None
-        served: Target | None = None
-        events = self._router.stream(chain, parsed.provider_request, deadline)
+                             context: grpc.aio.ServicerContext
+                             ) -> AsyncIterator[pb.StreamGenerateResponse]:
+        call = parse("StreamGenerate", request, self._limits)
+        trace_id = call.caller.trace_id
+        events = self._generation.stream(call, self._deadline(context))
         try:
             async for event in events:
                 if isinstance(event, TextChunk):
-                    if first_token_at is None and served is not None:
-                        first_token_at = time.monotonic()
-                        self._metrics.time_to_first_token.labels(
-                            served.provider, served.model).observe(first_token_at - started)
-                    meter.saw_text(event.text, served)
                     yield pb.StreamGenerateResponse(delta=pb.TextDelta(text=event.text))
                 elif isinstance(event, StreamStarted):
-                    served = event.served_by
                     yield pb.StreamGenerateResponse(start=pb.StreamStart(
-                        served_by=_target(served), trace_id=trace_id,
+                        served_by=wire.target(event.served_by), trace_id=trace_id,
                         attempts=_attempts(event.attempts)))
-                elif isinstance(event, StreamFinished):
-                    charge = await meter.finish(event.usage, event.served_by, event.attempts,
-                                                grounded.chunk_ids)
-                    yield pb.StreamGenerateResponse(end=self._end(
-                        event.finish_reason, event.usage, event.served_by, event.attempts,
-                        trace_id, started, first_token_at, grounded.citations, charge,
-                        parsed))
-        except StreamInterrupted as interrupted:
-            # Text already reached the caller: report (and charge) what was used, then fail.
-            charge = await meter.finish(interrupted.usage, interrupted.served_by,
-                                        interrupted.attempts, grounded.chunk_ids,
-                                        status="UPSTREAM_STREAM_FAILED")
-            yield pb.StreamGenerateResponse(end=self._end(
-                FinishReason.ERROR, interrupted.usage, interrupted.served_by,
-                interrupted.attempts, trace_id, started, first_token_at, grounded.citations,
-                charge, parsed))
-            raise interrupted.to_gateway_error() from None
-        except GatewayError as error:
-            await meter.failed(error)  # nothing was streamed: release the hold
-            raise
+                else:
+                    yield pb.StreamGenerateResponse(end=_end(event, trace_id))
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            await meter.close()  # a caller gone mid-stream pays for the text it was sent
-
-    @staticmethod
-    def _end(finish: FinishReason, usage: Usage, served_by: Target, attempts: list[Attempt],
-             trace_id: str, started: float, first_token_at: float | None,
-             citations: Sequence[pb.Citation] = (),
-             charge: pb.ChargeSummary | None = None,
-             parsed: ParsedRequest | None = None) -> pb.StreamEnd:
-        end = pb.StreamEnd(finish_reason=_FINISH[finish], usage=_usage(usage),
-                           served_by=_target(served_by), attempts=_attempts(attempts),
-                           trace_id=trace_id, latency=_duration(time.monotonic() - started),
-                           citations=citations, charge=charge,
-                           prompt=_prompt_ref(parsed) if parsed else None,
-                           bot_config_id=parsed.bot_config_id if parsed else "")
-        if first_token_at is not None:
-            end.time_to_first_token.CopyFrom(_duration(first_token_at - started))
-        return end
-
-    async def _ground(self, request: GenerationRequest, parsed: ParsedRequest) -> Grounded:
-        """Retrieval first, when the request asks for it (server/handlers/grounding.py)."""
-        if self._grounder is None or not request.HasField("retrieval"):
-            return Grounded(parsed, [])
-        return await self._grounder.ground(request, parsed)
 
     async def ListModels(self, request: pb.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
@@ -217,7 +220,7 @@ class GenerationService(pb_grpc.GenerationServiceServicer):
                 attributes.update({"pricing": configured.pricing.model_dump()})
             models.append(pb.Model(name=name,
                                    description=configured.description if configured else "",
-                                   targets=[_target(t) for t in routes[name]],
+                                   targets=[wire.target(t) for t in routes[name]],
                                    attributes=attributes))
         next_token = names[start + size] if start + size < len(names) else ""
         return pb.ListModelsResponse(models=models, next_page_token=next_token)

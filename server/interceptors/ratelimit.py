@@ -21,6 +21,7 @@ from server.interceptors.auth import METHOD_SCOPES
 from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 from server.metrics import Metrics
 from server.ratelimit.rules import RateLimiter, Rule
+from server.tokens import estimate_tokens_of_chars
 
 DEFAULT_OUTPUT_ESTIMATE = 256
 
@@ -45,8 +46,8 @@ def compile_rules(rules: list[LimitRule]) -> list[_Check]:
     return checks
 
 
-def estimate_tokens(request: Any) -> int:
-    """A cheap upper-ish estimate of a generation request's tokens."""
+def request_tokens(request: Any) -> int:
+    """The request's expected tokens (server/tokens.py's policy) plus its output cap."""
     chars = len(getattr(request, "system_instruction", ""))
     for message in getattr(request, "messages", ()):
         chars += len(message.content) + sum(len(p.text) for p in message.parts)
@@ -54,7 +55,7 @@ def estimate_tokens(request: Any) -> int:
     output = DEFAULT_OUTPUT_ESTIMATE
     if config is not None and config.HasField("max_output_tokens"):
         output = max(config.max_output_tokens, 0)
-    return chars // 4 + output
+    return estimate_tokens_of_chars(chars) + output
 
 
 class RateLimitInterceptor(grpc.aio.ServerInterceptor):
@@ -101,7 +102,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                     key = f"{check.rule.name}:{subject}"
                 cost = 1
                 if check.tokens:
-                    tokens = estimate_tokens(request) if tokens is None else tokens
+                    tokens = request_tokens(request) if tokens is None else tokens
                     cost = max(tokens, 1)
                 decision = await self._limiter.check(key, check.rule, cost)
                 if not decision.allowed:

@@ -2,26 +2,22 @@
 
 The block goes into the system instruction (not a user turn) so the caller's
 conversation stays as they sent it; each chunk gets a label ``[n]`` that the model is
-told to cite and that comes back in ``citations``. Tokens are estimated as
-ceil(characters / 4): the vendor's tokenizer is not known here, and the budget is a cap
-on prompt growth, not an exact count.
+told to cite and that comes back in ``citations``. Tokens are estimated with the
+gateway's one policy (server/tokens.py): the vendor's tokenizer is not known here, and
+the budget is a cap on prompt growth, not an exact count.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server.rag.store import Hit
+from server.tokens import CHARS_PER_TOKEN, estimate_tokens
 
 INSTRUCTION = (
     "Answer using the sources below. Cite every source you use by its label in square "
     "brackets, e.g. [1]. If the sources do not contain the answer, say that they do not.")
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def build_context(hits: Sequence[Hit], budget_tokens: int) -> GroundedContext:
         if cost > remaining:
             if used:
                 continue  # a later, shorter chunk may still fit
-            block = block[:max(0, remaining - 1) * 4]
+            block = block[:max(0, remaining - 1) * CHARS_PER_TOKEN]
             if not block:
                 break
             cost = remaining

@@ -1,23 +1,59 @@
-"""Apply bots and prompt templates to a Generate request ("configuration over code").
+"""Bots and prompt templates applied to a call ("configuration over code").
 
 Precedence, most specific first: what the request says explicitly (model, targets,
 parameters, prompt), then the bot's active configuration, then the template's defaults.
-The result is an ordinary parsed request plus the ids that make the output traceable
-(prompt key + version, bot config id).
+The result is a ``Prepared`` call — the provider request the router will send, where it
+may go, and the ids that make the output traceable (prompt key + version, bot config id).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from server.bots.store import BotConfig, BotStore
 from server.errors import bad_field
 from server.fallback.chain import Target
-from server.handlers.generation_requests import GenerationRequest, ParsedRequest
+from server.generation.call import GenerationCall
 from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
 from server.prompts.templates import PromptTemplate, render
-from server.providers.base import ChatMessage, GenerationParams
+from server.providers.base import ChatMessage, GenerationParams, ProviderRequest
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A call ready to route: its provider request and where it may be served."""
+
+    model: str
+    targets: tuple[Target, ...]
+    region: str
+    request: ProviderRequest
+    prompt_key: str = ""
+    prompt_version: int = 0
+    bot_config_id: str = ""
+
+    @property
+    def prompt_bytes(self) -> int:
+        """The prompt's size, what its token estimates start from."""
+        return len(self.request.system.encode()) + sum(
+            len(m.content.encode()) for m in self.request.messages)
+
+    def last_user_message(self) -> str | None:
+        for message in reversed(self.request.messages):
+            if message.role == "user":
+                return message.content
+        return None
+
+
+def prepare(call: GenerationCall) -> Prepared:
+    """The call as it stands without bot or template: system-role messages join the
+    system instruction (every vendor takes system text apart from the turns)."""
+    system = [call.system_instruction] if call.system_instruction else []
+    system += [m.content for m in call.messages if m.role == "system"]
+    messages = tuple(m for m in call.messages if m.role != "system")
+    return Prepared(call.model, call.targets, call.region, ProviderRequest(
+        model=call.model, messages=messages, system="\n\n".join(system), params=call.params,
+        region=call.region))
 
 
 def _first(*values: object) -> object:
@@ -46,54 +82,51 @@ def _bot_targets(bot: BotConfig) -> tuple[Target, ...]:
     return (Target(bot.provider, bot.model), *fallbacks)
 
 
-class RequestConfigurator:
-    """Resolves `bot` and `prompt` sections against the database."""
+class Presets:
+    """Resolves a call's bot and prompt template against the database."""
 
     def __init__(self, prompts: PromptStore, bots: BotStore, renderer: Renderer) -> None:
         self._prompts = prompts
         self._bots = bots
         self._renderer = renderer
 
-    async def apply(self, request: GenerationRequest, parsed: ParsedRequest) -> ParsedRequest:
-        """``parsed`` with the bot's and template's settings applied (request wins)."""
-        if not request.bot and not request.HasField("prompt"):
-            return parsed
-        bot = await self._bots.active_config(request.bot) if request.bot else None
+    async def apply(self, call: GenerationCall, prepared: Prepared) -> Prepared:
+        """``prepared`` with the bot's and template's settings applied (request wins)."""
+        if not call.preset:
+            return prepared
+        bot = await self._bots.active_config(call.bot) if call.bot else None
         key, version = (bot.prompt_key, bot.prompt_version) if bot is not None else ("", 0)
         variables: dict[str, str] = {}
         lenient = False
-        if request.HasField("prompt"):
+        if call.prompt is not None:
             # The request's key wins; without one it only supplies the bot prompt's variables.
-            if request.prompt.key:
-                key, version = request.prompt.key, request.prompt.version
+            if call.prompt.key:
+                key, version = call.prompt.key, call.prompt.version
             elif not key:
                 raise bad_field("prompt.key", "required (this request names no bot prompt)")
-            if request.prompt.version < 0:
-                raise bad_field("prompt.version", "must not be negative")
-            variables, lenient = dict(request.prompt.variables), request.prompt.lenient
+            variables, lenient = dict(call.prompt.variables), call.prompt.lenient
         template = await self._prompts.get(key, version) if key else None
 
-        provider_request = parsed.provider_request
-        model, targets, region = parsed.model, parsed.targets, parsed.region
+        request = prepared.request
+        model, targets, region = prepared.model, prepared.targets, prepared.region
         if not model and not targets:
             if bot is not None:
                 targets = _bot_targets(bot)
                 region = region or str(bot.metadata.get("region_name", ""))
             elif template is not None and template.model:
                 model = template.model
-        system, messages = provider_request.system, provider_request.messages
+        system, messages = request.system, request.messages
         if template is not None:
             rendered = render(template, self._renderer, variables, strict=not lenient)
             system = "\n\n".join(part for part in (rendered.system, system) if part)
             if rendered.user:
                 messages = (*messages, ChatMessage("user", rendered.user))
-        provider_request = replace(provider_request, system=system, messages=messages,
-                                   params=_params(provider_request.params, bot, template))
-        if not provider_request.messages:
+        if not messages:
             raise bad_field("messages", "at least one message is required (the prompt "
                             "template has no user part)")
-        return replace(parsed, model=model, targets=targets, region=region,
-                       provider_request=provider_request,
-                       prompt_key=template.key if template else "",
-                       prompt_version=template.version if template else 0,
-                       bot_config_id=bot.config_id if bot else "")
+        request = replace(request, model=model, region=region, system=system,
+                          messages=messages, params=_params(request.params, bot, template))
+        return Prepared(model, targets, region, request,
+                        prompt_key=template.key if template else "",
+                        prompt_version=template.version if template else 0,
+                        bot_config_id=bot.config_id if bot else "")

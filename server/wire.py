@@ -1,0 +1,62 @@
+"""Protobuf ↔ domain conversions that more than one handler needs.
+
+Handlers are thin and never import each other; what they share about the wire format
+(durations, targets, structs, the search section of Retrieve and of a grounded Generate)
+lives here, in the app shell, next to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2
+from llmgateway.v1 import generation_pb2 as gen_pb
+
+from server.fallback.chain import Target
+from server.rag.retrieve import Mode
+from server.rag.search_options import SearchOptions
+
+MODES = {gen_pb.SEARCH_MODE_UNSPECIFIED: Mode.VECTOR, gen_pb.SEARCH_MODE_VECTOR: Mode.VECTOR,
+         gen_pb.SEARCH_MODE_KEYWORD: Mode.KEYWORD, gen_pb.SEARCH_MODE_HYBRID: Mode.HYBRID}
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+def target(value: Target) -> gen_pb.Target:
+    return gen_pb.Target(provider=value.provider, model=value.model, region=value.region)
+
+
+def struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
+    value = struct_pb2.Struct()
+    if data:
+        value.update(data)
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Struct numbers are doubles; keep 3 as 3 (not 3.0) so filters on "3" match."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def search_options(*, namespace: str, top_k: int, min_score: float,
+                   filters: Iterable[gen_pb.MetadataFilter], document_ids: Sequence[str],
+                   mode: int, ef_search: int = 0, query: str = "",
+                   vector: Sequence[float] = ()) -> SearchOptions:
+    """The search fields as RetrieveRequest and RetrievalOptions spell them; an unknown
+    mode becomes None (reported by validation, not replaced)."""
+    return SearchOptions(
+        namespace=namespace, top_k=top_k, min_score=min_score,
+        filters=tuple((f.key, tuple(f.values)) for f in filters),
+        document_ids=tuple(document_ids), mode=MODES.get(mode), ef_search=ef_search,
+        query=query, vector=tuple(vector))
