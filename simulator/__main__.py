@@ -14,7 +14,9 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from simulator.app import create_app, start_server
-from simulator.scenario import ScenarioError, SimulatorState, load_scenario_file
+from simulator.scenario import ScenarioError
+from simulator.scenario_file import load_scenario_file
+from simulator.state import SimulatorState
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

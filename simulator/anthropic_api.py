@@ -16,25 +16,18 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.scenario import (
-    Behaviour,
-    CallScope,
-    Completion,
-    FinishReason,
-    ScriptedError,
-    SimulatorState,
-    TokenPacer,
-    compose_completion,
-    count_prompt_tokens,
-    hang,
-    unary_generation_delay,
-    wait_latency,
-)
+from simulator.faults import Ending, reported_usage, stream_script, unary_script
+from simulator.pacing import TokenPacer, hang, unary_generation_delay, wait_latency
+from simulator.replies import Completion, FinishReason, compose_completion, count_prompt_tokens
+from simulator.scenario import Behaviour
+from simulator.scenario_book import ScriptedError
+from simulator.state import SimulatorState
+from simulator.stats import CallScope
 from simulator.wire import (
-    abort_connection,
     connection_lost,
     dumps,
-    json_response,
+    end_stream_early,
+    end_unary,
     new_id,
     read_json,
     seconds_header,
@@ -207,10 +200,11 @@ def _check_range(body: Mapping[str, Any], name: str, low: float, high: float) ->
 
 def _usage(req: MessagesRequest, behaviour: Behaviour, output_tokens: int) -> dict[str, Any]:
     """Anthropic counts cache reads/writes apart from (not inside) `input_tokens`."""
-    cached = min(behaviour.cached_prompt_tokens, req.prompt_tokens)
-    written = min(behaviour.cache_write_tokens, req.prompt_tokens - cached)
+    prompt_tokens, output_tokens = reported_usage(behaviour, req.prompt_tokens, output_tokens)
+    cached = min(behaviour.cached_prompt_tokens, prompt_tokens)
+    written = min(behaviour.cache_write_tokens, prompt_tokens - cached)
     return {
-        "input_tokens": req.prompt_tokens - cached - written,
+        "input_tokens": prompt_tokens - cached - written,
         "output_tokens": output_tokens,
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
@@ -246,6 +240,12 @@ def message_object(
 
 def _event(name: str, data: Mapping[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def _error_event(status: int) -> bytes:
+    """The in-stream `error` event: how Anthropic fails a stream after its HTTP 200."""
+    err_type, message = _error_type(status, None)
+    return _event("error", {"type": "error", "error": {"type": err_type, "message": message}})
 
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -294,16 +294,17 @@ class AnthropicProtocol:
         completion = compose_completion(req.model, behaviour, req.max_tokens, req.stop)
         if req.stream:
             return await self._stream(request, req, completion, behaviour, scope)
-        drop = behaviour.drop_after_tokens
         tokens = len(completion.tokens)
-        await unary_generation_delay(behaviour, tokens if drop is None else min(drop, tokens))
-        if drop is not None:
-            if behaviour.drop_error_status is not None:
-                late = ScriptedError(behaviour.drop_error_status)
-                return scope.responded(_scripted_error(late, req.model))
-            abort_connection(request, scope)
-        body = message_object(new_id("msg_"), req, behaviour, completion, tokens)
-        return scope.responded(json_response(body, headers={"request-id": new_id("req_")}))
+        script = unary_script(behaviour, tokens)
+        await unary_generation_delay(behaviour, script.tokens)
+        return end_unary(
+            request,
+            scope,
+            script,
+            message_object(new_id("msg_"), req, behaviour, completion, tokens),
+            late_error=partial(_scripted_error, model=req.model),
+            headers={"request-id": new_id("req_")},
+        )
 
     async def _stream(
         self,
@@ -331,10 +332,8 @@ class AnthropicProtocol:
         )
         await resp.write(_event("ping", {"type": "ping"}))
         pacer = TokenPacer(behaviour.tokens_per_second)
-        drop = behaviour.drop_after_tokens
-        for i, token in enumerate(completion.tokens):
-            if drop is not None and i >= drop:
-                break
+        script = stream_script(behaviour, len(completion.tokens))
+        for i, token in enumerate(completion.tokens[: script.tokens]):
             await pacer.before_token(i)
             delta = {"type": "text_delta", "text": token}
             await resp.write(
@@ -343,8 +342,8 @@ class AnthropicProtocol:
                     {"type": "content_block_delta", "index": 0, "delta": delta},
                 )
             )
-        if drop is not None:
-            return await self._drop_stream(request, resp, behaviour, scope)
+        if script.ending is not Ending.COMPLETE:
+            return await end_stream_early(request, resp, scope, script, _error_event)
         await resp.write(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
         usage = _usage(req, behaviour, len(completion.tokens))
         await resp.write(
@@ -363,23 +362,6 @@ class AnthropicProtocol:
         await resp.write(_event("message_stop", {"type": "message_stop"}))
         await resp.write_eof()
         scope.stream_completed()
-        return resp
-
-    async def _drop_stream(
-        self,
-        request: web.Request,
-        resp: web.StreamResponse,
-        behaviour: Behaviour,
-        scope: CallScope,
-    ) -> web.StreamResponse:
-        """End a stream the scripted way: an in-stream `error` event, or a cut connection."""
-        if behaviour.drop_error_status is None:
-            abort_connection(request, scope)
-        status = behaviour.drop_error_status
-        err_type, message = _error_type(status, None)
-        body = {"type": "error", "error": {"type": err_type, "message": message}}
-        await resp.write(_event("error", body))
-        await resp.write_eof()
         return resp
 
 

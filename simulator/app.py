@@ -15,7 +15,8 @@ from simulator.anthropic_api import AnthropicProtocol
 from simulator.bedrock_api import BedrockProtocol
 from simulator.gemini_api import GeminiProtocol
 from simulator.openai_api import OpenAIProtocol
-from simulator.scenario import Behaviour, RegionOutage, ScenarioError, SimulatorState
+from simulator.scenario import Behaviour, RegionOutage, ScenarioError
+from simulator.state import SimulatorState
 
 _STATE_KEY = web.AppKey("simulator_state", SimulatorState)
 _MAX_BODY = 64 * 1024 * 1024  # RAG prompts can be large; the vendor limit is the model's

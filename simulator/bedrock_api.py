@@ -28,26 +28,26 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from simulator.eventstream import event_message, exception_message
-from simulator.scenario import (
-    Behaviour,
-    CallScope,
+from simulator.faults import Ending, reported_usage, stream_script, unary_script
+from simulator.pacing import TokenPacer, hang, unary_generation_delay, wait_latency
+from simulator.replies import (
     Completion,
     FinishReason,
-    ScriptedError,
-    SimulatorState,
-    TokenPacer,
     compose_completion,
     count_prompt_tokens,
     count_tokens,
-    embedding_vector,
-    hang,
-    unary_generation_delay,
-    wait_latency,
 )
+from simulator.scenario import Behaviour
+from simulator.scenario_book import ScriptedError
+from simulator.state import SimulatorState
+from simulator.stats import CallScope
+from simulator.vectors import embedding_vector
 from simulator.wire import (
     abort_connection,
     connection_lost,
     dumps,
+    end_stream_early,
+    end_unary,
     json_response,
     new_id,
     read_json,
@@ -187,12 +187,13 @@ def _message_text(message: Any, index: int) -> str:
 
 def _usage(req: ConverseRequest, behaviour: Behaviour, output_tokens: int) -> dict[str, Any]:
     """Like Anthropic, Bedrock counts cache reads/writes apart from `inputTokens`."""
-    cached = min(behaviour.cached_prompt_tokens, req.prompt_tokens)
-    written = min(behaviour.cache_write_tokens, req.prompt_tokens - cached)
+    prompt_tokens, output_tokens = reported_usage(behaviour, req.prompt_tokens, output_tokens)
+    cached = min(behaviour.cached_prompt_tokens, prompt_tokens)
+    written = min(behaviour.cache_write_tokens, prompt_tokens - cached)
     usage = {
-        "inputTokens": req.prompt_tokens - cached - written,
+        "inputTokens": prompt_tokens - cached - written,
         "outputTokens": output_tokens,
-        "totalTokens": req.prompt_tokens + output_tokens,
+        "totalTokens": prompt_tokens + output_tokens,
     }
     if cached or written:
         usage["cacheReadInputTokens"] = cached
@@ -297,16 +298,16 @@ class BedrockProtocol:
         if failed is not None:
             return call.scope.responded(failed)
         completion = compose_completion(call.model, behaviour, req.max_tokens, req.stop)
-        drop = behaviour.drop_after_tokens
-        tokens = len(completion.tokens)
-        await unary_generation_delay(behaviour, tokens if drop is None else min(drop, tokens))
-        if drop is not None:
-            if behaviour.drop_error_status is not None:
-                late = ScriptedError(behaviour.drop_error_status)
-                return call.scope.responded(_scripted_error(late, call.model))
-            abort_connection(call.request, call.scope)
-        body = converse_body(req, behaviour, completion, call.started)
-        return call.scope.responded(json_response(body, headers={"x-amzn-RequestId": new_id()}))
+        script = unary_script(behaviour, len(completion.tokens))
+        await unary_generation_delay(behaviour, script.tokens)
+        return end_unary(
+            call.request,
+            call.scope,
+            script,
+            converse_body(req, behaviour, completion, call.started),
+            late_error=partial(_scripted_error, model=call.model),
+            headers={"x-amzn-RequestId": new_id()},
+        )
 
     async def _converse_stream(self, call: _Call) -> web.StreamResponse:
         req = ConverseRequest.parse(call.body)
@@ -322,19 +323,13 @@ class BedrockProtocol:
         call.scope.stream_started()
         await resp.write(event_message("messageStart", dumps({"role": "assistant"})))
         pacer = TokenPacer(behaviour.tokens_per_second)
-        drop = behaviour.drop_after_tokens
-        for i, token in enumerate(completion.tokens):
-            if drop is not None and i >= drop:
-                break
+        script = stream_script(behaviour, len(completion.tokens))
+        for i, token in enumerate(completion.tokens[: script.tokens]):
             await pacer.before_token(i)
             delta = {"contentBlockIndex": 0, "delta": {"text": token}}
             await resp.write(event_message("contentBlockDelta", dumps(delta)))
-        if drop is not None:
-            if behaviour.drop_error_status is None:
-                abort_connection(call.request, call.scope)
-            await resp.write(_stream_exception(behaviour.drop_error_status))
-            await resp.write_eof()
-            return resp
+        if script.ending is not Ending.COMPLETE:
+            return await end_stream_early(call.request, resp, call.scope, script, _stream_exception)
         await resp.write(event_message("contentBlockStop", dumps({"contentBlockIndex": 0})))
         stop = {"stopReason": _STOP_REASONS[completion.finish]}
         await resp.write(event_message("messageStop", dumps(stop)))

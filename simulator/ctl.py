@@ -4,8 +4,20 @@
     python -m simulator.ctl scenario gemini-2.5-pro --always-status 503
     python -m simulator.ctl scenario gpt-4o --fail 429x2     # 429 twice, then OK
     python -m simulator.ctl scenario deepseek.r1-v1:0 --region ap-south-1 --timeout
-    python -m simulator.ctl stats
-    python -m simulator.ctl reset
+    python -m simulator.ctl scenario claude-sonnet-4 --drop-after 3  # cut TCP after 3 tokens
+
+Silent misbehaviour: HTTP 200 and a cleanly ended body, but an incomplete or wrong
+answer, which a gateway must not pass on as success (details in `simulator.faults`):
+
+    python -m simulator.ctl scenario gpt-4o --truncate-after 3      # 3 text chunks, then end
+    python -m simulator.ctl scenario gpt-4o --truncate-after 0      # end before any text
+    python -m simulator.ctl scenario gpt-4o --omit-terminal-event   # all text, no end event
+    python -m simulator.ctl scenario gpt-4o --truncate-body         # unary JSON cut in half
+    python -m simulator.ctl scenario gpt-4o --misreport-usage zero  # or huge
+
+A truncated stream lacks its vendor's terminal event: the finish chunk and `[DONE]`
+(OpenAI), `message_delta`/`message_stop` (Anthropic), the chunk with `finishReason`
+(Gemini), `messageStop`/`metadata` (Bedrock).
 
 `--url` (or $SIMULATOR_URL) picks the simulator; default http://127.0.0.1:8900.
 Prints the control API's JSON answer; exits 1 when it reports an error.
@@ -52,6 +64,8 @@ def _behaviour(args: argparse.Namespace) -> dict[str, Any]:
         "drop_after_tokens": args.drop_after,
         "drop_error_status": args.drop_error_status,
         "content_filter": args.content_filter,
+        "truncate_after_chunks": args.truncate_after,
+        "misreport_usage": args.misreport_usage,
     }
     body.update({k: v for k, v in fields.items() if v is not None})
     if args.fail:
@@ -60,6 +74,10 @@ def _behaviour(args: argparse.Namespace) -> dict[str, Any]:
         body["timeout"] = True
     if args.not_found:
         body["not_found"] = True
+    if args.omit_terminal_event:
+        body["omit_terminal_event"] = True
+    if args.truncate_body:
+        body["truncate_body"] = True
     return body
 
 
@@ -127,6 +145,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     scenario.add_argument("--drop-error-status", type=int, help="drop as an in-stream error")
     scenario.add_argument("--not-found", action="store_true")
     scenario.add_argument("--content-filter", choices=("prompt", "response"))
+    scenario.add_argument(
+        "--truncate-after",
+        type=int,
+        metavar="CHUNKS",
+        help="end a stream cleanly after CHUNKS text chunks, without the terminal event",
+    )
+    scenario.add_argument(
+        "--omit-terminal-event",
+        action="store_true",
+        help="send every text chunk, then end the stream without the terminal event",
+    )
+    scenario.add_argument(
+        "--truncate-body",
+        action="store_true",
+        help="cut a unary reply's JSON in half (status 200, matching Content-Length)",
+    )
+    scenario.add_argument(
+        "--misreport-usage", choices=("zero", "huge"), help="report usage as 0 or absurdly large"
+    )
     scenario.add_argument("--json", help="a full behaviour object; flags override its fields")
 
     clear = sub.add_parser("clear-scenario", help="remove a model's behaviour")

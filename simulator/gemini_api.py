@@ -19,25 +19,20 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.scenario import (
-    Behaviour,
-    CallScope,
-    Completion,
-    FinishReason,
-    ScriptedError,
-    SimulatorState,
-    TokenPacer,
-    compose_completion,
-    count_prompt_tokens,
-    embedding_vector,
-    hang,
-    unary_generation_delay,
-    wait_latency,
-)
+from simulator.faults import Ending, reported_usage, stream_script, unary_script
+from simulator.pacing import TokenPacer, hang, unary_generation_delay, wait_latency
+from simulator.replies import Completion, FinishReason, compose_completion, count_prompt_tokens
+from simulator.scenario import Behaviour
+from simulator.scenario_book import ScriptedError
+from simulator.state import SimulatorState
+from simulator.stats import CallScope
+from simulator.vectors import embedding_vector
 from simulator.wire import (
     abort_connection,
     connection_lost,
     dumps,
+    end_stream_early,
+    end_unary,
     json_response,
     new_id,
     read_json,
@@ -202,13 +197,14 @@ def _check_range(config: Mapping[str, Any], name: str, low: float, high: float) 
 
 def _usage(req: GenerateRequest, behaviour: Behaviour, output_tokens: int) -> dict[str, Any]:
     """Gemini's `cachedContentTokenCount` is a part of `promptTokenCount`, not extra."""
+    prompt_tokens, output_tokens = reported_usage(behaviour, req.prompt_tokens, output_tokens)
     usage: dict[str, Any] = {
-        "promptTokenCount": req.prompt_tokens,
+        "promptTokenCount": prompt_tokens,
         "candidatesTokenCount": output_tokens,
-        "totalTokenCount": req.prompt_tokens + output_tokens,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": req.prompt_tokens}],
+        "totalTokenCount": prompt_tokens + output_tokens,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
     }
-    cached = min(behaviour.cached_prompt_tokens, req.prompt_tokens)
+    cached = min(behaviour.cached_prompt_tokens, prompt_tokens)
     if cached:
         usage["cachedContentTokenCount"] = cached
     return usage
@@ -273,6 +269,11 @@ def _sse(data: Mapping[str, Any]) -> bytes:
     return b"data: " + dumps(data) + b"\r\n\r\n"
 
 
+def _error_chunk(status: int) -> bytes:
+    """A chunk holding a Google error body: how Gemini fails a stream after its HTTP 200."""
+    return _sse(error_body(status))
+
+
 # --------------------------------------------------------------------------- routes
 
 
@@ -327,15 +328,15 @@ class GeminiProtocol:
         completion = compose_completion(model, behaviour, req.max_tokens, req.stop)
         if method == "streamGenerateContent":
             return await self._stream(request, model, req, completion, behaviour, scope)
-        drop = behaviour.drop_after_tokens
-        tokens = len(completion.tokens)
-        await unary_generation_delay(behaviour, tokens if drop is None else min(drop, tokens))
-        if drop is not None:
-            if behaviour.drop_error_status is not None:
-                late = ScriptedError(behaviour.drop_error_status)
-                return scope.responded(_scripted_error(late, model))
-            abort_connection(request, scope)
-        return scope.responded(json_response(generate_body(model, req, behaviour, completion)))
+        script = unary_script(behaviour, len(completion.tokens))
+        await unary_generation_delay(behaviour, script.tokens)
+        return end_unary(
+            request,
+            scope,
+            script,
+            generate_body(model, req, behaviour, completion),
+            late_error=partial(_scripted_error, model=model),
+        )
 
     async def _stream(
         self,
@@ -346,7 +347,10 @@ class GeminiProtocol:
         behaviour: Behaviour,
         scope: CallScope,
     ) -> web.StreamResponse:
-        """One SSE chunk per token; the last carries finishReason and final usage."""
+        """One SSE chunk per token; the last carries finishReason and final usage.
+
+        A blocked prompt is one chunk whatever the fault script: there is no text to cut.
+        """
         resp = web.StreamResponse(headers=_SSE_HEADERS)
         await resp.prepare(request)
         scope.responded(resp)
@@ -358,22 +362,17 @@ class GeminiProtocol:
             return resp
         response_id = new_id()
         pacer = TokenPacer(behaviour.tokens_per_second)
-        drop = behaviour.drop_after_tokens
         tokens = completion.tokens
+        script = stream_script(behaviour, len(tokens))
+        complete = script.ending is Ending.COMPLETE
         last = len(tokens) - 1
-        for i, token in enumerate(tokens):
-            if drop is not None and i >= drop:
-                break
+        for i, token in enumerate(tokens[: script.tokens]):
             await pacer.before_token(i)
-            finish = _FINISH_REASONS[completion.finish] if i == last and drop is None else None
+            finish = _FINISH_REASONS[completion.finish] if i == last and complete else None
             usage = _usage(req, behaviour, i + 1)
             await resp.write(_sse(_chunk(model, response_id, _candidate(token, finish), usage)))
-        if drop is not None:
-            if behaviour.drop_error_status is None:
-                abort_connection(request, scope)
-            await resp.write(_sse(error_body(behaviour.drop_error_status)))
-            await resp.write_eof()
-            return resp
+        if not complete:
+            return await end_stream_early(request, resp, scope, script, _error_chunk)
         if not tokens:  # nothing generated (e.g. max tokens 0): still report the finish
             finish = _FINISH_REASONS[completion.finish]
             usage = _usage(req, behaviour, 0)

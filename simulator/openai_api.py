@@ -13,33 +13,31 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from simulator.scenario import (
-    WILDCARD_KEY,
-    Behaviour,
-    CallScope,
+from simulator.faults import Ending, reported_usage, stream_script, unary_script
+from simulator.pacing import TokenPacer, hang, unary_generation_delay, wait_latency
+from simulator.replies import (
     Completion,
     FinishReason,
-    ScriptedError,
-    SimulatorState,
-    TokenPacer,
     compose_completion,
     count_prompt_tokens,
     count_tokens,
-    embedding_vector,
-    hang,
-    pack_float32,
-    unary_generation_delay,
-    wait_latency,
 )
+from simulator.scenario import Behaviour
+from simulator.scenario_book import WILDCARD_KEY, ScriptedError
+from simulator.state import SimulatorState
+from simulator.stats import CallScope
+from simulator.vectors import embedding_vector, pack_float32
 from simulator.wire import (
-    JSON_CONTENT_TYPE,
     abort_connection,
     connection_lost,
     dumps,
+    end_stream_early,
+    end_unary,
     json_response,
     new_id,
     seconds_header,
@@ -233,7 +231,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def chat_completion_body(req: ChatRequest, completion: Completion) -> bytes:
+def chat_completion_body(req: ChatRequest, behaviour: Behaviour, completion: Completion) -> bytes:
     """A non-streaming `chat.completion` object."""
     return dumps(
         {
@@ -254,7 +252,7 @@ def chat_completion_body(req: ChatRequest, completion: Completion) -> bytes:
                     "finish_reason": _finish_reason(completion),
                 }
             ],
-            "usage": _usage(req.prompt_tokens, len(completion.tokens)),
+            "usage": _usage(*reported_usage(behaviour, req.prompt_tokens, len(completion.tokens))),
             "service_tier": "default",
             "system_fingerprint": _FINGERPRINT,
         }
@@ -358,17 +356,16 @@ class OpenAIProtocol:
         completion = compose_completion(req.model, behaviour, req.max_tokens, req.stop)
         if req.stream:
             return await self._stream_chat(request, req, completion, behaviour, scope)
-        drop = behaviour.drop_after_tokens
-        tokens = len(completion.tokens)
-        await unary_generation_delay(behaviour, tokens if drop is None else min(drop, tokens))
-        if drop is not None:
-            abort_connection(request, scope)
-        return scope.responded(
-            web.Response(
-                body=chat_completion_body(req, completion),
-                content_type=JSON_CONTENT_TYPE,
-                headers={"x-request-id": new_id("req_")},
-            )
+        # No late error shape here: a `drop_error_status` drop is a cut connection.
+        script = unary_script(behaviour, len(completion.tokens), late_errors=False)
+        await unary_generation_delay(behaviour, script.tokens)
+        return end_unary(
+            request,
+            scope,
+            script,
+            chat_completion_body(req, behaviour, completion),
+            late_error=partial(_scripted_error, model=req.model),
+            headers={"x-request-id": new_id("req_")},
         )
 
     async def _stream_chat(
@@ -385,18 +382,17 @@ class OpenAIProtocol:
         scope.stream_started()
         encoder = ChunkEncoder(req.model, req.include_usage)
         pacer = TokenPacer(behaviour.tokens_per_second)
-        drop = behaviour.drop_after_tokens
+        script = stream_script(behaviour, len(completion.tokens), late_errors=False)
         await resp.write(encoder.role())
-        for i, token in enumerate(completion.tokens):
-            if drop is not None and i >= drop:
-                abort_connection(request, scope)
+        for i, token in enumerate(completion.tokens[: script.tokens]):
             await pacer.before_token(i)
             await resp.write(encoder.token(token))
-        if drop is not None:
-            abort_connection(request, scope)
+        if script.ending is not Ending.COMPLETE:
+            return await end_stream_early(request, resp, scope, script)
         await resp.write(encoder.finish(_finish_reason(completion)))
         if req.include_usage:
-            await resp.write(encoder.usage(req.prompt_tokens, len(completion.tokens)))
+            usage = reported_usage(behaviour, req.prompt_tokens, len(completion.tokens))
+            await resp.write(encoder.usage(*usage))
         await resp.write(_DONE)
         await resp.write_eof()
         scope.stream_completed()

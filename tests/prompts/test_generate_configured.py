@@ -14,7 +14,7 @@ from llmgateway.v1 import config_pb2_grpc as cpb_grpc
 from llmgateway.v1 import generation_pb2 as pb
 from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
-from simulator.scenario import count_prompt_tokens
+from simulator.replies import count_prompt_tokens
 from tests.support.gateway import GatewayProcess, bearer, raw_test_config
 from tests.support.usage import usage_record
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import anthropic
 import httpx2
@@ -16,12 +15,6 @@ from simulator.testing import SimulatorProcess
 MESSAGES = [{"role": "user", "content": "say hello to the gateway"}]
 SYSTEM = "be brief"
 PROMPT_TOKENS = 5 + 2 + 3  # words in the message and the system prompt + 3 per message
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess() as process:
-        yield process
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -27,12 +27,6 @@ PROMPT_TOKENS = 5 + 2 + 3  # words in the message and the system prompt + 3 per 
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, read_timeout=10)
 
 Factory = Callable[..., Any]
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess() as process:
-        yield process
 
 
 @pytest.fixture(autouse=True)

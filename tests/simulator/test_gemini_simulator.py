@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
 
 import aiohttp
 import httpx
@@ -18,12 +17,6 @@ from simulator.testing import SimulatorProcess
 PROMPT = "say hello to the gateway"
 SYSTEM = "be brief"
 PROMPT_TOKENS = 5 + 2 + 3  # words in the prompt and the system instruction + 3 per content
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess() as process:
-        yield process
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,12 +18,6 @@ MESSAGES = [
     {"role": "user", "content": "say hello to the gateway"},
 ]
 PROMPT_TOKENS = 2 + 5 + 3 * 2  # words in both messages + 3 per message
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess() as process:
-        yield process
 
 
 @pytest.fixture(autouse=True)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from simulator import ctl
-from simulator.scenario import (
-    WILDCARD_KEY,
-    Behaviour,
-    RegionOutage,
-    ScenarioBook,
-    ScenarioError,
-    load_scenario_file,
-)
+from simulator.scenario import Behaviour, RegionOutage, ScenarioError
+from simulator.scenario_book import WILDCARD_KEY, ScenarioBook
+from simulator.scenario_file import load_scenario_file
 from simulator.testing import SimulatorProcess
 
 # --------------------------------------------------------------------------- scenario book
@@ -100,12 +94,6 @@ def test_bare_scenario_file_still_maps_models(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- control CLI
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess() as process:
-        yield process
 
 
 def run_ctl(sim: SimulatorProcess, capsys: pytest.CaptureFixture[str], *argv: str) -> object:
