@@ -11,7 +11,7 @@ retries are off: retrying is the router's decision.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anthropic
@@ -19,17 +19,21 @@ import httpx2
 from anthropic import AsyncAnthropic
 
 from server.providers.base import (
+    NO_UPDATE,
     ChatMessage,
     Completion,
     ErrorKind,
+    ErrorScope,
     FinishReason,
     ParamMap,
     ProviderError,
     ProviderRequest,
-    StreamDone,
     StreamEvent,
-    TextChunk,
+    StreamUpdate,
+    Upstream,
     Usage,
+    check_key,
+    drive_stream,
     map_params,
 )
 from server.providers.headers import retry_after_s
@@ -41,7 +45,7 @@ PARAMS: ParamMap = (
     ("top_p", "top_p", None),
     ("top_k", "top_k", None),
     ("stop", "stop_sequences", lambda stop: list(stop) or None),
-    # max_output_tokens → max_tokens is required, so build_body sets it (with a default).
+    # max_output_tokens → max_tokens is required, so build_request sets it (with a default).
 )
 
 FINISH_REASONS = {
@@ -86,7 +90,7 @@ def alternate(messages: tuple[ChatMessage, ...]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in merge_consecutive_roles(messages)]
 
 
-def build_body(request: ProviderRequest, default_max_tokens: int) -> dict[str, Any]:
+def build_request(request: ProviderRequest, default_max_tokens: int) -> dict[str, Any]:
     """The Messages API request body for ``request``."""
     body: dict[str, Any] = {
         "model": request.model,
@@ -143,28 +147,23 @@ def classify(exc: Exception) -> ProviderError:
     raise exc
 
 
-@dataclass(frozen=True)
-class EventUpdate:
-    """What one stream event adds: text, and possibly the finish reason."""
-
-    text: str = ""
-    finish: FinishReason | None = None
+ERRORS = ErrorScope(classify)
 
 
-def translate_event(event: Any, usage: Usage) -> EventUpdate:
-    """One raw Messages stream event → the text and finish reason it carries; usage in
-    ``message_start`` / ``message_delta`` is folded into ``usage``."""
+def translate_event(event: Any, usage: Usage) -> StreamUpdate:
+    """One raw Messages stream event → the text and finish reason it carries. Usage comes
+    in parts (``message_start``: input and cache counts; ``message_delta``: output), so
+    each part is folded into the stream's ``usage`` and that is returned."""
     kind = getattr(event, "type", "")
     if kind == "message_start":
-        map_usage(event.message.usage, usage)
-    elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
-        return EventUpdate(text=event.delta.text)
-    elif kind == "message_delta":
-        map_usage(event.usage, usage)
+        return StreamUpdate(usage=map_usage(event.message.usage, usage))
+    if kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+        return StreamUpdate(event.delta.text)
+    if kind == "message_delta":
         reason = event.delta.stop_reason
-        if reason:
-            return EventUpdate(finish=FINISH_REASONS.get(reason, FinishReason.UNSPECIFIED))
-    return EventUpdate()
+        finish = FINISH_REASONS.get(reason, FinishReason.UNSPECIFIED) if reason else None
+        return StreamUpdate(finish=finish, usage=map_usage(event.usage, usage))
+    return NO_UPDATE
 
 
 class AnthropicProvider:
@@ -181,48 +180,33 @@ class AnthropicProvider:
                                  max_keepalive_connections=max_connections),
             timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
         )
-        self._client = AsyncAnthropic(api_key=api_key or "unset", base_url=base_url,
-                                      max_retries=0, timeout=timeout_s, http_client=self._http)
+        self._sdk = AsyncAnthropic(api_key=api_key or "unset", base_url=base_url,
+                                   max_retries=0, timeout=timeout_s, http_client=self._http)
 
-    def _check_key(self) -> None:
-        if self._missing_key:
-            raise ProviderError(ErrorKind.AUTH, f"no API key is configured for provider "
-                                f"{self.name!r}")
+    def client(self) -> AsyncAnthropic:
+        """The SDK client, once the key check passed."""
+        check_key(self.name, self._missing_key)
+        return self._sdk
 
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
-        self._check_key()
-        try:
-            message = await self._client.messages.create(
-                **build_body(request, self._default_max_tokens), timeout=timeout_s)
-        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
-            raise classify(exc) from None
+        client = self.client()
+        with ERRORS:
+            message = await client.messages.create(
+                **build_request(request, self._default_max_tokens), timeout=timeout_s)
         text = "".join(block.text for block in message.content if block.type == "text")
         reason = FINISH_REASONS.get(message.stop_reason or "", FinishReason.UNSPECIFIED)
         return Completion(text=text, finish_reason=reason, usage=map_usage(message.usage))
 
-    async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        self._check_key()
-        try:
-            upstream = await self._client.messages.create(
-                **build_body(request, self._default_max_tokens), stream=True, timeout=timeout_s)
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
-        finish = FinishReason.UNSPECIFIED
-        usage = Usage()
-        try:
-            async for event in upstream:
-                update = translate_event(event, usage)
-                if update.text:
-                    yield TextChunk(update.text)
-                finish = update.finish or finish
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
-        finally:
-            await upstream.close()
-        yield StreamDone(finish, usage)
+    def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
+                            ERRORS)
+
+    async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
+        return await self.client().messages.create(
+            **build_request(request, self._default_max_tokens), stream=True, timeout=timeout_s)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._sdk.close()
 
 
-__all__ = ["AnthropicProvider", "build_body", "classify", "translate_event"]
+__all__ = ["ERRORS", "AnthropicProvider", "build_request", "classify", "translate_event"]

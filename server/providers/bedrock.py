@@ -1,4 +1,5 @@
-"""AWS Bedrock Runtime (Converse / ConverseStream) through ``boto3``, one client per region.
+"""AWS Bedrock Runtime (Converse / ConverseStream, Titan embeddings through InvokeModel)
+through ``boto3``, one client per region.
 
 Why the shape: boto3 is blocking, so every call (and every read of the response's event
 stream) runs in a bounded thread pool passed in by the caller, never on the event loop;
@@ -16,10 +17,11 @@ credentials are passed in. botocore's retries are off: retrying is the router's 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import boto3
@@ -28,16 +30,21 @@ import urllib3.exceptions as urllib3_errors
 from botocore.config import Config
 
 from server.providers.base import (
+    NO_UPDATE,
     Completion,
+    DeadlineEvents,
     ErrorKind,
+    ErrorScope,
     FinishReason,
     ParamMap,
     ProviderError,
     ProviderRequest,
-    StreamDone,
     StreamEvent,
-    TextChunk,
+    StreamUpdate,
+    Upstream,
     Usage,
+    VendorEmbedder,
+    drive_stream,
     map_params,
 )
 from server.providers.messages import merge_consecutive_roles
@@ -119,8 +126,6 @@ def map_usage(usage: dict[str, Any] | None) -> Usage:
 
 def classify(exc: BaseException) -> ProviderError:
     """Map a botocore exception to the taxonomy (the message never holds credentials)."""
-    if isinstance(exc, ProviderError):
-        return exc
     if isinstance(exc, TimeoutError | boto_errors.ReadTimeoutError |
                   boto_errors.ConnectTimeoutError):
         return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
@@ -147,25 +152,43 @@ def classify(exc: BaseException) -> ProviderError:
     raise exc
 
 
-@dataclass(frozen=True)
-class EventUpdate:
-    """What one ConverseStream event adds."""
-
-    text: str = ""
-    finish: FinishReason | None = None
-    usage: Usage | None = None
+ERRORS = ErrorScope(classify)
 
 
-def translate_event(event: dict[str, Any]) -> EventUpdate:
+def translate_event(event: dict[str, Any], usage: Usage) -> StreamUpdate:
     """One ConverseStream event (a dict keyed by its type) → text, finish or usage."""
     if (delta := event.get("contentBlockDelta")) is not None:
-        return EventUpdate(text=delta.get("delta", {}).get("text", ""))
+        return StreamUpdate(delta.get("delta", {}).get("text", ""))
     if (stop := event.get("messageStop")) is not None:
-        return EventUpdate(finish=FINISH_REASONS.get(stop.get("stopReason", ""),
-                                                     FinishReason.UNSPECIFIED))
+        return StreamUpdate(finish=FINISH_REASONS.get(stop.get("stopReason", ""),
+                                                      FinishReason.UNSPECIFIED))
     if (metadata := event.get("metadata")) is not None:
-        return EventUpdate(usage=map_usage(metadata.get("usage")))
-    return EventUpdate()
+        return StreamUpdate(usage=map_usage(metadata.get("usage")))
+    return NO_UPDATE
+
+
+class _ThreadedEvents:
+    """A ConverseStream response read one event per executor job, so a reader that stops
+    (cancelled, or past its deadline) stops the reads at once. ``aclose`` closes the HTTP
+    response from the consumer side: the vendor sees the disconnect even while an executor
+    thread is blocked reading it."""
+
+    def __init__(self, event_stream: Any, run: Callable[..., Awaitable[Any]]) -> None:
+        self._stream = event_stream
+        self._events = iter(event_stream)
+        self._run = run
+
+    def __aiter__(self) -> _ThreadedEvents:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        event = await self._run(next, self._events, _END)
+        if event is _END:
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        self._stream.close()
 
 
 class BedrockProvider:
@@ -219,48 +242,32 @@ class BedrockProvider:
     def _converse(self, region: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return self._client(region).converse(**kwargs)
 
-    def _open_stream(self, region: str, kwargs: dict[str, Any]) -> Any:
+    def _converse_stream(self, region: str, kwargs: dict[str, Any]) -> Any:
         return self._client(region).converse_stream(**kwargs)["stream"]
 
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
         region = request.region or self._default_region
-        try:
+        with ERRORS:
             async with asyncio.timeout(timeout_s):
                 response = await self._run(self._converse, region, build_request(request))
-        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
-            raise classify(exc) from None
         content = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(block.get("text", "") for block in content)
         finish = FINISH_REASONS.get(response.get("stopReason", ""), FinishReason.UNSPECIFIED)
         return Completion(text=text, finish_reason=finish, usage=map_usage(response.get("usage")))
 
-    async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
+                            ERRORS)
+
+    async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
+        """The region's ConverseStream, read in the thread pool, every read (and the
+        opening call) bounded by this attempt's deadline."""
         region = request.region or self._default_region
         deadline = asyncio.get_running_loop().time() + timeout_s
-        event_stream: Any = None
-        finish, usage = FinishReason.UNSPECIFIED, Usage()
-        try:
-            async with asyncio.timeout_at(deadline):
-                event_stream = await self._run(self._open_stream, region, build_request(request))
-            events: Iterator[dict[str, Any]] = iter(event_stream)
-            while True:
-                async with asyncio.timeout_at(deadline):
-                    event = await self._run(next, events, _END)
-                if event is _END:
-                    break
-                update = translate_event(event)
-                if update.text:
-                    yield TextChunk(update.text)
-                finish = update.finish or finish
-                usage = update.usage or usage
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
-        finally:
-            if event_stream is not None:
-                # From the consumer side: closes the HTTP response, so the vendor sees the
-                # disconnect even while an executor thread is blocked reading it.
-                event_stream.close()
-        yield StreamDone(finish, usage)
+        async with asyncio.timeout_at(deadline):
+            event_stream = await self._run(self._converse_stream, region,
+                                           build_request(request))
+        return DeadlineEvents(_ThreadedEvents(event_stream, self._run), deadline)
 
     async def aclose(self) -> None:
         clients, self._clients = self._clients, {}
@@ -268,4 +275,37 @@ class BedrockProvider:
             client.close()
 
 
-__all__ = ["BedrockProvider", "build_request", "classify", "translate_event"]
+class TitanEmbedder(VendorEmbedder[BedrockProvider]):
+    """Amazon Titan text embeddings v2 on Bedrock (256, 512 or 1024 dimensions): one
+    InvokeModel call per text, at most ``concurrency`` at once, in the provider's thread
+    pool and through its region's client."""
+
+    vendor = "bedrock"
+    errors = ERRORS
+    default_batch_size = 256
+
+    def __init__(self, bedrock: BedrockProvider, *, model: str = "amazon.titan-embed-text-v2:0",
+                 dimension: int = 1024, name: str | None = None, region: str = "",
+                 concurrency: int = 8) -> None:
+        super().__init__(bedrock, model=model, dimension=dimension, name=name)
+        self._region = region or bedrock.default_region
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def _invoke(self, text: str) -> list[float]:
+        response = self._provider.runtime_client(self._region).invoke_model(
+            modelId=self.model, contentType="application/json", accept="application/json",
+            body=json.dumps({"inputText": text, "dimensions": self.dimension,
+                             "normalize": True}))
+        body: dict[str, Any] = json.loads(response["body"].read())
+        return body["embedding"]
+
+    async def _one(self, text: str) -> list[float]:
+        async with self._slots:
+            return await self._provider.run_blocking(self._invoke, text)
+
+    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        return list(await asyncio.gather(*(self._one(text) for text in texts)))
+
+
+__all__ = ["ERRORS", "BedrockProvider", "TitanEmbedder", "build_request", "classify",
+           "translate_event"]

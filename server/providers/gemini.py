@@ -1,5 +1,5 @@
-"""Google Gemini (generateContent / streamGenerateContent) through ``google-genai``'s
-async client (``client.aio``).
+"""Google Gemini (generateContent / streamGenerateContent, embedContent) through
+``google-genai``'s async client (``client.aio``).
 
 What differs, and is handled here: the system prompt is ``system_instruction``; the
 assistant role is called ``model``; parameters live in a generation config; safety
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -24,15 +24,20 @@ from google.genai import errors, types
 
 from server.providers.base import (
     Completion,
+    DeadlineEvents,
     ErrorKind,
+    ErrorScope,
     FinishReason,
     ParamMap,
     ProviderError,
     ProviderRequest,
-    StreamDone,
     StreamEvent,
-    TextChunk,
+    StreamUpdate,
+    Upstream,
     Usage,
+    VendorEmbedder,
+    check_key,
+    drive_stream,
     map_params,
 )
 from server.providers.headers import retry_after_s
@@ -91,6 +96,12 @@ def build_config(request: ProviderRequest, timeout_s: float) -> types.GenerateCo
     return types.GenerateContentConfig(**fields)
 
 
+def build_request(request: ProviderRequest, timeout_s: float) -> dict[str, Any]:
+    """The keyword arguments of ``generate_content`` / ``generate_content_stream``."""
+    return {"model": request.model, "contents": build_contents(request),
+            "config": build_config(request, timeout_s)}
+
+
 def map_usage(metadata: Any) -> Usage:
     """Gemini's prompt count includes cached tokens (as ours does); thinking is output."""
     if metadata is None:
@@ -129,8 +140,6 @@ def _retry_delay(body: Any) -> float | None:
 
 def classify(exc: BaseException) -> ProviderError:
     """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
-    if isinstance(exc, ProviderError):
-        return exc
     if isinstance(exc, TimeoutError):
         return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
     if isinstance(exc, errors.APIError):
@@ -156,6 +165,9 @@ def classify(exc: BaseException) -> ProviderError:
     raise exc
 
 
+ERRORS = ErrorScope(classify)
+
+
 def _blocked(response: Any) -> ProviderError | None:
     feedback = getattr(response, "prompt_feedback", None)
     reason = getattr(feedback, "block_reason", None) if feedback is not None else None
@@ -169,18 +181,9 @@ def _name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-@dataclass(frozen=True)
-class ChunkUpdate:
-    """What one streamed response adds: text, and possibly finish reason and usage."""
-
-    text: str
-    finish: FinishReason | None
-    usage: Usage | None
-
-
-def translate_chunk(chunk: types.GenerateContentResponse) -> ChunkUpdate:
-    """One streamed ``GenerateContentResponse`` → its text, finish reason and usage;
-    raises content_filtered when the prompt was blocked."""
+def translate_event(chunk: types.GenerateContentResponse, usage: Usage) -> StreamUpdate:
+    """One streamed ``GenerateContentResponse`` (or a whole one: same shape) → its text,
+    finish reason and usage; raises content_filtered when the prompt was blocked."""
     if (blocked := _blocked(chunk)) is not None:
         raise blocked
     text, finish = "", None
@@ -192,8 +195,8 @@ def translate_chunk(chunk: types.GenerateContentResponse) -> ChunkUpdate:
         if candidate.finish_reason is not None:
             finish = FINISH_REASONS.get(_name(candidate.finish_reason), FinishReason.UNSPECIFIED)
         break  # one candidate is requested
-    usage = map_usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
-    return ChunkUpdate(text, finish, usage)
+    reported = map_usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
+    return StreamUpdate(text, finish, reported)
 
 
 class GeminiProvider:
@@ -206,56 +209,57 @@ class GeminiProvider:
         options = types.HttpOptions(
             base_url=base_url, timeout=int(timeout_s * 1000),
             retry_options=types.HttpRetryOptions(attempts=1))
-        self._client = genai.Client(api_key=api_key or "unset", http_options=options)
+        self._sdk = genai.Client(api_key=api_key or "unset", http_options=options)
 
-    def _check_key(self) -> None:
-        if self._missing_key:
-            raise ProviderError(ErrorKind.AUTH, f"no API key is configured for provider "
-                                f"{self.name!r}")
+    def client(self) -> genai.Client:
+        """The SDK client, once the key check passed: generation and embeddings call
+        through it."""
+        check_key(self.name, self._missing_key)
+        return self._sdk
 
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
-        self._check_key()
-        try:
+        client = self.client()
+        usage = Usage()
+        with ERRORS:
             async with asyncio.timeout(timeout_s):
-                response = await self._client.aio.models.generate_content(
-                    model=request.model, contents=build_contents(request),
-                    config=build_config(request, timeout_s))
-            update = translate_chunk(response)
-        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
-            raise classify(exc) from None
+                response = await client.aio.models.generate_content(
+                    **build_request(request, timeout_s))
+            update = translate_event(response, usage)
         return Completion(text=update.text, finish_reason=update.finish or FinishReason.UNSPECIFIED,
-                          usage=update.usage or Usage())
+                          usage=update.usage or usage)
 
-    async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        self._check_key()
+    def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
+                            ERRORS)
+
+    async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
+        """The SDK's stream, every read (and the opening call) bounded by this attempt's
+        deadline."""
+        client = self.client()
         deadline = asyncio.get_running_loop().time() + timeout_s
-        upstream: AsyncIterator[types.GenerateContentResponse] | None = None
-        finish, usage = FinishReason.UNSPECIFIED, Usage()
-        try:
-            async with asyncio.timeout_at(deadline):
-                upstream = await self._client.aio.models.generate_content_stream(
-                    model=request.model, contents=build_contents(request),
-                    config=build_config(request, timeout_s))
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await anext(upstream)
-                except StopAsyncIteration:
-                    break
-                update = translate_chunk(chunk)
-                if update.text:
-                    yield TextChunk(update.text)
-                finish = update.finish or finish
-                usage = update.usage or usage
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
-        finally:
-            if upstream is not None:
-                await upstream.aclose()  # type: ignore[attr-defined]
-        yield StreamDone(finish, usage)
+        async with asyncio.timeout_at(deadline):
+            upstream = await client.aio.models.generate_content_stream(
+                **build_request(request, timeout_s))
+        return DeadlineEvents(upstream, deadline)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
-        await self._client.aio.aclose()
+        await self._sdk.aio.aclose()
 
 
-__all__ = ["GeminiProvider", "build_config", "classify", "translate_chunk"]
+class GeminiEmbedder(VendorEmbedder[GeminiProvider]):
+    """Gemini embeddings (e.g. ``gemini-embedding-001``, ``text-embedding-004``) with
+    ``output_dimensionality``."""
+
+    vendor = "gemini"
+    errors = ERRORS
+    default_batch_size = 100
+
+    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        response = await self._provider.client().aio.models.embed_content(
+            model=self.model, contents=texts,
+            config=types.EmbedContentConfig(output_dimensionality=self.dimension))
+        return [list(e.values or ()) for e in response.embeddings or ()]
+
+
+__all__ = ["ERRORS", "GeminiEmbedder", "GeminiProvider", "build_request", "classify",
+           "translate_event"]

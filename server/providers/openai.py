@@ -1,4 +1,5 @@
-"""OpenAI Chat Completions and every OpenAI-compatible vendor, through the ``openai`` SDK.
+"""OpenAI Chat Completions and embeddings, and every OpenAI-compatible vendor, through the
+``openai`` SDK.
 
 The same adapter serves OpenAI, OpenRouter, Groq, Byteplus Ark, Together, Ollama, vLLM
 and the local simulator: only ``base_url`` and the key differ. SDK retries are off
@@ -16,7 +17,7 @@ below reads them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -28,17 +29,21 @@ from openai import AsyncOpenAI, AsyncStream
 from server.providers.base import (
     Completion,
     ErrorKind,
+    ErrorScope,
     FinishReason,
-    GenerationParams,
     ParamMap,
     ProviderError,
     ProviderRequest,
-    StreamDone,
     StreamEvent,
-    TextChunk,
+    StreamUpdate,
+    Upstream,
     Usage,
+    VendorEmbedder,
+    check_key,
+    drive_stream,
     map_params,
 )
+from server.providers.headers import retry_after_s
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
 PARAMS: ParamMap = (
@@ -58,15 +63,14 @@ FINISH_REASONS = {
 }
 
 
-def build_body(request: ProviderRequest) -> dict[str, Any]:
+def build_request(request: ProviderRequest) -> dict[str, Any]:
     """The Chat Completions request body for ``request``."""
     messages: list[dict[str, str]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
     messages.extend({"role": m.role, "content": m.content} for m in request.messages)
     body: dict[str, Any] = {"model": request.model, "messages": messages}
-    params: GenerationParams = request.params
-    body.update(map_params(params, PARAMS))
+    body.update(map_params(request.params, PARAMS))
     return body
 
 
@@ -81,22 +85,6 @@ def map_usage(usage: dict[str, Any] | None) -> Usage:
     )
 
 
-def _retry_after(headers: Any) -> float | None:
-    if not headers:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    if (seconds := headers.get("retry-after")) is not None:
-        try:
-            return float(seconds)
-        except ValueError:
-            return None
-    return None
-
-
 def classify(exc: Exception) -> ProviderError:
     """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
     if isinstance(exc, openai.APITimeoutError):
@@ -107,7 +95,7 @@ def classify(exc: Exception) -> ProviderError:
         error = body.get("error", body) if isinstance(body, dict) else {}
         code = str(error.get("code") or "") if isinstance(error, dict) else ""
         vendor_message = str(error.get("message") or "")[:300] if isinstance(error, dict) else ""
-        retry_after = _retry_after(exc.response.headers if exc.response is not None else None)
+        retry_after = retry_after_s(exc.response.headers if exc.response is not None else None)
         if status == 429:
             return ProviderError(ErrorKind.RATE_LIMITED, "rate limited by the vendor",
                                  retry_after_s=retry_after, status=status)
@@ -145,6 +133,23 @@ def classify(exc: Exception) -> ProviderError:
     raise exc
 
 
+ERRORS = ErrorScope(classify)
+
+
+def translate_event(chunk: dict[str, Any], usage: Usage) -> StreamUpdate:
+    """One ``chat.completion.chunk`` → the text, finish reason and usage it carries (the
+    usage chunk, last, has the whole call's counts)."""
+    text, finish = "", None
+    for choice in chunk.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            text += content
+        if choice.get("finish_reason"):
+            finish = FINISH_REASONS.get(choice["finish_reason"], FinishReason.UNSPECIFIED)
+    reported = chunk.get("usage")
+    return StreamUpdate(text, finish, map_usage(reported) if reported is not None else None)
+
+
 class OpenAIProvider:
     """Adapter for one configured OpenAI-compatible endpoint."""
 
@@ -156,21 +161,19 @@ class OpenAIProvider:
             timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             limits=httpx2.Limits(max_connections=max_connections,
                                  max_keepalive_connections=min(max_connections, 64)))
-        self._client = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
-                                   timeout=timeout_s, http_client=http)
+        self._sdk = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
+                                timeout=timeout_s, http_client=http)
 
-    def _check_key(self) -> None:
-        if self._missing_key:
-            raise ProviderError(ErrorKind.AUTH, f"no API key is configured for provider "
-                                f"{self.name!r}")
+    def client(self) -> AsyncOpenAI:
+        """The SDK client, once the key check passed: chat and embeddings call through it."""
+        check_key(self.name, self._missing_key)
+        return self._sdk
 
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
-        self._check_key()
-        try:
-            data = await self._client.post("/chat/completions", body=build_body(request),
-                                           cast_to=object, options={"timeout": timeout_s})
-        except Exception as exc:  # noqa: BLE001 - classify() re-raises what it does not know
-            raise classify(exc) from None
+        client = self.client()
+        with ERRORS:
+            data = await client.post("/chat/completions", body=build_request(request),
+                                     cast_to=object, options={"timeout": timeout_s})
         choices = data.get("choices") or [{}]
         choice = choices[0]
         message = choice.get("message") or {}
@@ -178,54 +181,34 @@ class OpenAIProvider:
         return Completion(text=message.get("content") or "", finish_reason=reason,
                           usage=map_usage(data.get("usage")))
 
-    async def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        self._check_key()
-        body = {**build_body(request), "stream": True, "stream_options": {"include_usage": True}}
-        try:
-            upstream = await self._client.post(
-                "/chat/completions", body=body, cast_to=object, options={"timeout": timeout_s},
-                stream=True, stream_cls=AsyncStream[object])
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
-        finish = FinishReason.UNSPECIFIED
-        usage = Usage()
-        try:
-            async for chunk in upstream:
-                update = translate_chunk(chunk)
-                if update.text:
-                    yield TextChunk(update.text)
-                finish = update.finish or finish
-                usage = update.usage or usage
-        except Exception as exc:  # noqa: BLE001
-            raise classify(exc) from None
-        finally:
-            await upstream.close()
-        yield StreamDone(finish, usage)
+    def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
+                            ERRORS)
+
+    async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
+        body = {**build_request(request), "stream": True,
+                "stream_options": {"include_usage": True}}
+        return await self.client().post(
+            "/chat/completions", body=body, cast_to=object, options={"timeout": timeout_s},
+            stream=True, stream_cls=AsyncStream[object])
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._sdk.close()
 
 
-@dataclass(frozen=True)
-class ChunkUpdate:
-    """What one stream chunk adds: text, and possibly the finish reason and usage."""
+class OpenAIEmbedder(VendorEmbedder[OpenAIProvider]):
+    """``text-embedding-3-small`` / ``-large``, shortened to ``dimension``, on the
+    provider's endpoint."""
 
-    text: str
-    finish: FinishReason | None
-    usage: Usage | None
+    vendor = "openai"
+    errors = ERRORS
+    default_batch_size = 256
 
-
-def translate_chunk(chunk: dict[str, Any]) -> ChunkUpdate:
-    """One ``chat.completion.chunk`` → the text, finish reason and usage it carries."""
-    text, finish = "", None
-    for choice in chunk.get("choices") or ():
-        content = (choice.get("delta") or {}).get("content")
-        if content:
-            text += content
-        if choice.get("finish_reason"):
-            finish = FINISH_REASONS.get(choice["finish_reason"], FinishReason.UNSPECIFIED)
-    usage = chunk.get("usage")
-    return ChunkUpdate(text, finish, map_usage(usage) if usage is not None else None)
+    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        response = await self._provider.client().embeddings.create(
+            model=self.model, input=texts, dimensions=self.dimension, encoding_format="float")
+        return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
 
 
-__all__ = ["OpenAIProvider", "build_body", "classify", "translate_chunk"]
+__all__ = ["ERRORS", "OpenAIEmbedder", "OpenAIProvider", "build_request", "classify",
+           "translate_event"]

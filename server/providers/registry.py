@@ -1,17 +1,22 @@
-"""Build the configured provider adapters (one per configured provider name), by ``kind``.
+"""Build the configured provider adapters (one per configured provider name), by ``kind``,
+and the embedders of ``rag.embedders`` on top of them.
 
-Adding a vendor is one builder function and one line in ``BUILDERS``. Vendor SDKs are
-imported only when a provider of that kind is configured.
+Adding a vendor is one builder function and one line in ``BUILDERS`` (and, with an
+embeddings API, in ``EMBEDDER_BUILDERS``). Vendor SDKs are imported only when a provider
+of that kind is configured.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import partial
 
-from server.config import GatewayConfig, ProviderConfig
+from server.config import EmbedderConfig, GatewayConfig, ProviderConfig
 from server.providers.base import Provider
+from server.rag.embedders import Embedder, EmbedderSet, embedder_set
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +76,94 @@ BUILDERS: dict[str, Callable[[str, ProviderConfig, str | None, Executor], Provid
 }
 
 
+def build_provider(name: str, config: GatewayConfig, environ: Mapping[str, str],
+                   executor: Executor | None = None) -> Provider:
+    """The adapter of the provider configured as ``name``."""
+    cfg = config.providers[name]
+    builder = BUILDERS.get(cfg.kind)
+    if builder is None:
+        raise ValueError(f"providers.{name}.kind: {cfg.kind!r} adapters are not built yet")
+    if cfg.kind == "bedrock" and executor is None:
+        raise ValueError(f"providers.{name}: bedrock needs a thread pool executor")
+    key = None if cfg.kind == "bedrock" else _api_key(name, cfg, config, environ)
+    return builder(name, cfg, key, executor)  # type: ignore[arg-type]
+
+
 def build_providers(config: GatewayConfig, environ: Mapping[str, str],
                     executor: Executor | None = None) -> dict[str, Provider]:
     """Every configured provider's adapter. ``executor`` runs blocking SDK calls (boto3);
     the caller owns it and shuts it down after closing the providers."""
-    providers: dict[str, Provider] = {}
-    for name, cfg in config.providers.items():
-        builder = BUILDERS.get(cfg.kind)
+    return {name: build_provider(name, config, environ, executor) for name in config.providers}
+
+
+# --- embedders ---------------------------------------------------------------------------
+# Each takes the provider adapter of its kind: the embedder calls through that adapter's
+# client (key, endpoint, region, pool), so closing the providers closes the embedders too.
+
+def _openai_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embedder:
+    from server.providers.openai import OpenAIEmbedder, OpenAIProvider
+
+    assert isinstance(provider, OpenAIProvider)
+    return OpenAIEmbedder(provider, model=cfg.model, dimension=cfg.dimension, name=name)
+
+
+def _gemini_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embedder:
+    from server.providers.gemini import GeminiEmbedder, GeminiProvider
+
+    assert isinstance(provider, GeminiProvider)
+    return GeminiEmbedder(provider, model=cfg.model, dimension=cfg.dimension, name=name)
+
+
+def _titan_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embedder:
+    from server.providers.bedrock import BedrockProvider, TitanEmbedder
+
+    assert isinstance(provider, BedrockProvider)
+    return TitanEmbedder(provider, model=cfg.model, dimension=cfg.dimension, name=name)
+
+
+EMBEDDER_BUILDERS: dict[str, Callable[[Provider, str, EmbedderConfig], Embedder]] = {
+    "openai": _openai_embedder,
+    "gemini": _gemini_embedder,
+    "bedrock": _titan_embedder,
+}
+
+
+def build_embedders(config: GatewayConfig, providers: Mapping[str, Provider]) -> EmbedderSet:
+    """The embedders retrieval may use: the local model and every ``rag.embedders`` entry,
+    built on ``providers`` (the adapters ``build_providers`` made) on first use.
+
+    Raises ValueError naming the key when an entry's provider is unknown or of a kind with
+    no embeddings API here (checked now, so a bad entry stops the gateway at start-up).
+    """
+    factories: dict[str, Callable[[], Embedder]] = {}
+    for name, cfg in config.rag.embedders.items():
+        where = f"rag.embedders.{name}.provider"
+        provider = providers.get(cfg.provider)
+        if provider is None:
+            raise ValueError(f"{where}: unknown provider {cfg.provider!r}")
+        kind = config.providers[cfg.provider].kind
+        builder = EMBEDDER_BUILDERS.get(kind)
         if builder is None:
-            raise ValueError(f"providers.{name}.kind: {cfg.kind!r} adapters are not built yet")
-        if cfg.kind == "bedrock" and executor is None:
-            raise ValueError(f"providers.{name}: bedrock needs a thread pool executor")
-        key = None if cfg.kind == "bedrock" else _api_key(name, cfg, config, environ)
-        providers[name] = builder(name, cfg, key, executor)  # type: ignore[arg-type]
-    return providers
+            raise ValueError(f"{where}: {cfg.provider!r} is of kind {kind}; embedders need "
+                             f"one of kind {', '.join(EMBEDDER_BUILDERS)}")
+        factories[name] = partial(builder, provider, name, cfg)
+    return embedder_set(factories, config.rag.embed_batch_size, config.rag.embedder_threads)
+
+
+@asynccontextmanager
+async def standalone_embedders(config: GatewayConfig,
+                               environ: Mapping[str, str]) -> AsyncIterator[EmbedderSet]:
+    """The configured embedders for a process with no gateway (``llmgw ingest``): builds
+    only the providers ``rag.embedders`` names, with their own small thread pool (Bedrock),
+    and closes them on exit."""
+    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="embedder-sdk")
+    providers: dict[str, Provider] = {}
+    try:
+        for cfg in config.rag.embedders.values():
+            if cfg.provider in config.providers and cfg.provider not in providers:
+                providers[cfg.provider] = build_provider(cfg.provider, config, environ, executor)
+        yield build_embedders(config, providers)
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+        executor.shutdown(wait=False, cancel_futures=True)

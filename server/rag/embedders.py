@@ -1,14 +1,15 @@
-"""Embedders: one interface for the local model and (later) vendor embedding APIs.
+"""Embedders: one interface for the local model and vendor embedding APIs.
 
 An embedder has a ``name`` (stored with every chunk: a namespace never mixes models),
-a ``dimension`` and ``embed(texts)``, which batches internally. Vendor embedders from the
-providers work plug in by implementing ``Embedder`` and registering in ``EmbedderSet``.
+a ``dimension`` and ``embed(texts)``, which batches internally. Vendor embedders live
+with their vendor's adapter (``server/providers``); the app's wiring builds them and
+hands them in as factories (``embedder_set``), so this package imports no vendor code.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -100,7 +101,17 @@ class EmbedderSet:
         return self._made[name]
 
 
+def embedder_set(vendors: Mapping[str, Callable[[], Embedder]], batch_size: int = 32,
+                 threads: int = 1) -> EmbedderSet:
+    """The offline local model (the default) plus ``vendors``: name → factory, each name
+    the one its embedder stores with chunks. Factories run on first use, so a configured
+    vendor embedder costs nothing until a namespace uses it."""
+    if LOCAL_MINILM in vendors:
+        raise ValueError(f"{LOCAL_MINILM!r} is the local model's name")
+    return EmbedderSet(LOCAL_MINILM, {
+        LOCAL_MINILM: lambda: LocalMiniLMEmbedder(batch_size, threads), **vendors})
+
+
 def local_embedders(batch_size: int = 32, threads: int = 1) -> EmbedderSet:
     """Only the offline local model: the embedded default."""
-    return EmbedderSet(LOCAL_MINILM,
-                       {LOCAL_MINILM: lambda: LocalMiniLMEmbedder(batch_size, threads)})
+    return embedder_set({}, batch_size, threads)

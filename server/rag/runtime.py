@@ -23,7 +23,9 @@ class RagRuntime:
     @classmethod
     def from_config(cls, config: RagConfig, engine: AsyncEngine,
                     embedders: EmbedderSet | None = None) -> RagRuntime:
-        """``embedders``: the local model by default; vendor embedders plug in here."""
+        """``embedders``: every embedder the process may use (the app builds the set with
+        its vendor embedders, see ``server.providers.registry.build_embedders``); only the
+        local model when none is given."""
         embedders = embedders or local_embedders(config.embed_batch_size, config.embedder_threads)
         if config.embedder not in embedders.names:
             raise ValueError(f"rag.embedder: unknown embedder {config.embedder!r}; "

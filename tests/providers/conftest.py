@@ -29,6 +29,15 @@ class Vendor:
     in_stream_error: bool = True  # the vendor reports mid-stream failures in the stream
 
 
+def openai_vendor(sim: SimulatorProcess) -> Vendor:
+    from server.providers.openai import OpenAIProvider
+
+    # Chat Completions has no error event: a failure mid-stream is a cut connection.
+    return Vendor("openai", lambda key: OpenAIProvider(
+        "openai", base_url=sim.openai_base_url, api_key=key, timeout_s=10, max_connections=20),
+        in_stream_error=False)
+
+
 def anthropic_vendor(sim: SimulatorProcess) -> Vendor:
     from server.providers.anthropic import AnthropicProvider
 
@@ -57,7 +66,7 @@ def bedrock_vendor(sim: SimulatorProcess, executor: ThreadPoolExecutor) -> Vendo
     return Vendor("bedrock", build, region="us-east-1")
 
 
-VENDORS = ["anthropic", "gemini", "bedrock"]
+VENDORS = ["openai", "anthropic", "gemini", "bedrock"]
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +81,8 @@ def vendor(request: pytest.FixtureRequest, simulator: SimulatorProcess,
            bedrock_executor: ThreadPoolExecutor) -> Vendor:
     name = request.param
     try:
+        if name == "openai":
+            return openai_vendor(simulator)
         if name == "anthropic":
             return anthropic_vendor(simulator)
         if name == "gemini":

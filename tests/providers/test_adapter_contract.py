@@ -159,7 +159,8 @@ async def test_in_stream_vendor_error_is_classified(provider, vendor, simulator)
         async for event in provider.stream(ask(model, vendor), timeout_s=10):
             seen.append(event)
     assert len(seen) == 2
-    assert caught.value.kind is ErrorKind.RATE_LIMITED
+    cut = ErrorKind.UNAVAILABLE  # a vendor with no in-stream error event just drops
+    assert caught.value.kind is (ErrorKind.RATE_LIMITED if vendor.in_stream_error else cut)
 
 
 async def test_closing_the_stream_closes_the_upstream_connection(provider, vendor, simulator):
@@ -171,6 +172,41 @@ async def test_closing_the_stream_closes_the_upstream_connection(provider, vendo
     assert all(isinstance(e, TextChunk) for e in received)
     await stream.aclose()
     await wait_for_stats(simulator, lambda s: s["client_disconnects"] > before)
+
+
+async def test_cancelling_the_reader_of_a_stream_closes_the_upstream_connection(
+        provider, vendor, simulator):
+    model = model_name(vendor, "cancel-reader")
+    simulator.set_scenario(model, reply_tokens=200, tokens_per_second=20)
+    before = simulator.stats()["client_disconnects"]
+    first = asyncio.Event()
+
+    async def read() -> None:
+        async for _ in provider.stream(ask(model, vendor), timeout_s=10):
+            first.set()
+
+    task = asyncio.create_task(read())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_for_stats(simulator, lambda s: s["client_disconnects"] > before)
+
+
+async def test_a_keyless_provider_fails_as_auth_before_calling(vendor, simulator):
+    if vendor.name == "bedrock":
+        pytest.skip("Bedrock signs with the AWS credential chain, not an API key")
+    adapter = vendor.build(None)  # type: ignore[arg-type]
+    model = model_name(vendor, "keyless")
+    try:
+        for call in (adapter.generate(ask(model, vendor), timeout_s=10),
+                     collect(adapter.stream(ask(model, vendor), timeout_s=10))):
+            with pytest.raises(ProviderError) as caught:
+                await call
+            assert caught.value.kind is ErrorKind.AUTH and not caught.value.retryable
+    finally:
+        await adapter.aclose()
+    assert model not in simulator.stats()["requests_by_model"]
 
 
 async def test_cancelling_a_unary_call_closes_the_upstream_connection(provider, vendor, simulator):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.providers.anthropic import alternate, build_body
+from server.providers.anthropic import alternate, build_request
 from server.providers.base import (
     ChatMessage,
     ErrorKind,
@@ -30,7 +30,7 @@ def test_body_puts_system_on_top_merges_roles_and_always_sets_max_tokens():
         messages=(ChatMessage("user", "a"), ChatMessage("user", "b"),
                   ChatMessage("assistant", "c")),
         params=GenerationParams(temperature=1.7, top_k=5, stop=("END",)))
-    body = build_body(request, default_max_tokens=321)
+    body = build_request(request, default_max_tokens=321)
     assert body["system"] == "Be brief." and body["max_tokens"] == 321
     assert body["messages"] == [{"role": "user", "content": "a\n\nb"},
                                 {"role": "assistant", "content": "c"}]
