@@ -27,13 +27,16 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
+
+if TYPE_CHECKING:
+    from server.config import GatewayConfig
 
 logger = logging.getLogger(__name__)
 
@@ -273,3 +276,15 @@ def _public_key(kid: str, public_key: object, *, origin: str) -> VerificationKey
             raise KeyConfigError(f"{origin}: EC keys must use curve P-256 (ES256)")
         return VerificationKey(kid=kid, algorithm=ES256, key=public_key)
     raise KeyConfigError(f"{origin}: only RSA and EC P-256 public keys are accepted")
+
+
+def jwt_secret(config: GatewayConfig, environ: Mapping[str, str]) -> str | None:
+    """The HS256 secret: environment, then file, then the generated development secret."""
+    auth = config.auth
+    if auth.hs256_secret_env and environ.get(auth.hs256_secret_env):
+        return environ[auth.hs256_secret_env]
+    if auth.hs256_secret_file:
+        return auth.hs256_secret_file.read_text().strip()
+    if auth.dev_secret:
+        return load_or_create_dev_secret(config.data_dir)
+    return None

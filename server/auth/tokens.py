@@ -70,9 +70,11 @@ class AuthError(Exception):
     machine-readable code, `message` a human text without secrets or token content.
     """
 
-    def __init__(self, kind: AuthErrorKind, reason: AuthReason, message: str | None = None):
+    def __init__(self, kind: AuthErrorKind, reason: AuthReason, message: str | None = None,
+                 *, missing_scope: str | None = None):
         self.kind: AuthErrorKind = kind
         self.reason: AuthReason = reason
+        self.missing_scope = missing_scope  # set by require_scope: the scope to ask for
         self.message: str = message if message is not None else _DEFAULT_MESSAGES[reason]
         super().__init__(self.message)
 
@@ -99,7 +101,8 @@ class Principal:
 def require_scope(principal: Principal, scope: str) -> None:
     """Raise permission_denied MISSING_SCOPE unless the principal holds `scope` (or admin)."""
     if not principal.has_scope(scope):
-        raise AuthError("permission_denied", "MISSING_SCOPE", f"token lacks scope '{scope}'")
+        raise AuthError("permission_denied", "MISSING_SCOPE", f"token lacks scope '{scope}'",
+                        missing_scope=scope)
 
 
 def parse_authorization(value: str | None) -> str:
