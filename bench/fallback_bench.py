@@ -58,7 +58,7 @@ def config(sim: SimulatorProcess, data_dir: Path, database_url: str, attempts: i
                           rate_limits={"enabled": False}, server={"grace_period_s": 1})
     raw["retry"] = {"max_attempts_per_target": attempts, "base_delay_s": 0.01,
                     "max_delay_s": 0.05}
-    raw["routing"] = {**routing, "retry_budget_min_per_s": 1_000_000}
+    raw["routing"] = {**routing, "retry_min_per_s": 1_000_000}
     return raw
 
 

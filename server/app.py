@@ -27,7 +27,7 @@ from llmgateway.v1 import (
 )
 from prometheus_client import CollectorRegistry
 
-from server.auth.keys import KeySet, load_or_create_dev_secret
+from server.auth.keys import KeySet, jwt_secret
 from server.auth.tokens import TokenVerifier
 from server.billing.pricing import PriceList
 from server.billing.runtime import BillingRuntime, BillingSettings, metrics_hook
@@ -35,7 +35,7 @@ from server.bots.store import BotStore
 from server.config import GatewayConfig
 from server.db.engine import create_engine, database_is_up
 from server.fallback.breaker import BreakerPolicy
-from server.fallback.budget import RetryBudget
+from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import ChainBuilder
 from server.fallback.route_store import RouteStore, refresh_forever
 from server.fallback.router import RetryPolicy, Router
@@ -54,7 +54,7 @@ from server.interceptors.tracing import TracingInterceptor
 from server.metrics import Metrics
 from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
-from server.providers.registry import build_providers
+from server.providers.registry import build_embedders, build_providers
 from server.rag.runtime import RagRuntime
 from server.ratelimit.failover import FailoverLimiter
 from server.ratelimit.local import LocalLimiter
@@ -68,18 +68,6 @@ SERVICE_NAMES = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]
                  billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
                  retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
                  config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name)
-
-
-def jwt_secret(config: GatewayConfig, environ: Mapping[str, str]) -> str | None:
-    """The HS256 secret: environment, then file, then the generated development secret."""
-    auth = config.auth
-    if auth.hs256_secret_env and environ.get(auth.hs256_secret_env):
-        return environ[auth.hs256_secret_env]
-    if auth.hs256_secret_file:
-        return auth.hs256_secret_file.read_text().strip()
-    if auth.dev_secret:
-        return load_or_create_dev_secret(config.data_dir)
-    return None
 
 
 def build_verifier(config: GatewayConfig, environ: Mapping[str, str]) -> TokenVerifier:
@@ -144,7 +132,7 @@ class Gateway:
         router = Router(self._providers, RetryPolicy(r.max_attempts_per_target, r.base_delay_s,
                                                      r.max_delay_s, r.max_retry_after_s),
                         self.metrics, otel,
-                        budget=RetryBudget(g.retry_budget_ratio, g.retry_budget_min_per_s),
+                        retries=RetryAllowance(g.retry_ratio, g.retry_min_per_s),
                         attempt_timeouts={name: p.timeout_s
                                           for name, p in config.providers.items()},
                         breaker_policy=BreakerPolicy(
@@ -169,7 +157,8 @@ class Gateway:
         if b.enabled:
             billing_pb2_grpc.add_BillingServiceServicer_to_server(
                 BillingService(self.billing.ledger, self.billing.budgets), self.server)
-        self.rag = RagRuntime.from_config(config.rag, self._engine)
+        self.rag = RagRuntime.from_config(config.rag, self._engine,
+                                          build_embedders(config, self._providers))
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
             RetrievalService(config.rag, self.rag.retriever, self.rag.ingestor), self.server)
         self.prompts = PromptStore(self._engine)

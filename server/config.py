@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "gateway.yaml"
 ENV_PREFIX = "LLMGW_"
@@ -151,15 +159,18 @@ class RetryConfig(_Strict):
 
 
 class RoutingConfig(_Strict):
-    """Circuit breakers, the global retry budget and the database routes cache."""
+    """Circuit breakers, the global retry allowance and the database routes cache."""
 
     breaker_consecutive_failures: int = Field(5, ge=1)
     breaker_error_rate: float = Field(0.5, gt=0, le=1)
     breaker_window_s: float = Field(30.0, gt=0)
     breaker_min_calls: int = Field(20, ge=1, description="calls in the window before the rate counts")
     breaker_cooldown_s: float = Field(10.0, gt=0, description="open time before a probe")
-    retry_budget_ratio: float = Field(0.2, ge=0, description="retries earned per request")
-    retry_budget_min_per_s: float = Field(10.0, ge=0, description="retries always allowed per second")
+    retry_ratio: float = Field(0.2, ge=0, description="retries earned per request",
+                               validation_alias=AliasChoices("retry_ratio", "retry_budget_ratio"))
+    retry_min_per_s: float = Field(10.0, ge=0, description="retries always allowed per second",
+                                   validation_alias=AliasChoices("retry_min_per_s",
+                                                                 "retry_budget_min_per_s"))
     routes_refresh_s: float = Field(5.0, gt=0, description="database routes cache refresh period")
     bedrock_threads: int = Field(32, ge=1, description="thread pool for the blocking boto3 calls")
 
@@ -179,10 +190,30 @@ class BillingConfig(_Strict):
         4096, ge=1, description="output tokens held for when the caller sets no max_output_tokens")
 
 
+# The offline embedder every gateway has (server/rag/embedders.py), needing no provider.
+LOCAL_EMBEDDER = "local/all-MiniLM-L6-v2"
+
+
+class EmbedderConfig(_Strict):
+    """A vendor embedding model, called through a configured provider: the provider's kind
+    picks the API (openai, gemini or bedrock Titan) and its base URL, key, region, timeout
+    and connections are reused, so an embedder needs no secrets of its own."""
+
+    provider: str = Field(description="a name under providers: of kind openai, gemini or bedrock")
+    model: str = Field(min_length=1, description="the vendor's model id, e.g. text-embedding-3-small")
+    dimension: int = Field(ge=1, le=2000, description="vector size asked of the model (pgvector's "
+                           "HNSW index takes at most 2000)")
+
+
 class RagConfig(_Strict):
     """Retrieval: the embedder, chunking defaults and search bounds (server/rag)."""
 
-    embedder: str = Field("local/all-MiniLM-L6-v2", description="default for new namespaces")
+    embedder: str = Field(LOCAL_EMBEDDER, description="default for new namespaces: the local "
+                          "model or a name under embedders")
+    embedders: dict[str, EmbedderConfig] = Field(
+        {}, description="vendor embedders by name, e.g. openai/text-embedding-3-small; the name "
+        "is stored with every chunk, so a name must keep its model and dimension (a new model "
+        "is a new name)")
     embed_batch_size: int = Field(32, ge=1, le=512)
     embedder_threads: int = Field(1, ge=1, description="BLAS threads of the local embedder")
     chunk_size: int = Field(1000, ge=100, le=8000)
@@ -197,11 +228,18 @@ class RagConfig(_Strict):
     filter_overfetch: int = Field(40, ge=1, description="ef_search = top_k × this when filtered")
     max_documents_per_call: int = Field(256, ge=1)
     max_document_bytes: int = Field(2 * 1024 * 1024, ge=1024)
-    context_token_budget: int = Field(2000, ge=100, description="default grounding budget")
+    default_context_tokens: int = Field(
+        2000, ge=100, description="grounded Generate: tokens of retrieved context by default",
+        validation_alias=AliasChoices("default_context_tokens", "context_token_budget"))
     max_context_tokens: int = Field(16000, ge=100)
 
     @model_validator(mode="after")
     def _consistent(self) -> RagConfig:
+        if LOCAL_EMBEDDER in self.embedders:
+            raise ValueError(f"embedders: {LOCAL_EMBEDDER!r} is the local model's name")
+        if self.embedder != LOCAL_EMBEDDER and self.embedder not in self.embedders:
+            raise ValueError(f"embedder: {self.embedder!r} is neither {LOCAL_EMBEDDER!r} nor a "
+                             f"name under embedders")
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
         if not self.ef_search_min <= self.ef_search_default <= self.ef_search_max:

@@ -12,21 +12,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 
-class Code(Enum):
-    """The gRPC status codes the API uses, by name (mapped to grpc.StatusCode at the edge)."""
+class Fault(Enum):
+    """What kind of failure, in the domain's words. Only ``server/status.py`` knows which
+    gRPC status code each becomes; domain code never thinks in transport codes."""
 
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    NOT_FOUND = "NOT_FOUND"
-    ALREADY_EXISTS = "ALREADY_EXISTS"
-    FAILED_PRECONDITION = "FAILED_PRECONDITION"
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-    UNAUTHENTICATED = "UNAUTHENTICATED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
-    UNAVAILABLE = "UNAVAILABLE"
-    ABORTED = "ABORTED"
-    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    INTERNAL = "INTERNAL"
-    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INVALID_INPUT = "invalid_input"      # the request itself is wrong: fix it, don't retry
+    NOT_FOUND = "not_found"              # no such object (or not the caller's to see)
+    CONFLICT = "conflict"                # already exists / key used with another request
+    REFUSED = "refused"                  # valid, but the current state forbids it (funds)
+    EXHAUSTED = "exhausted"              # a limit or budget is used up for now
+    UNAUTHENTICATED = "unauthenticated"  # who is calling is not proven
+    FORBIDDEN = "forbidden"              # the caller may not do this
+    UNAVAILABLE = "unavailable"          # a dependency failed: retrying may help
+    ABORTED = "aborted"                  # lost a race with a concurrent change: retry
+    OUT_OF_TIME = "out_of_time"          # the caller's deadline ran out
+    BUG = "bug"                          # our fault: reported with a trace id only
+    NOT_SUPPORTED = "not_supported"      # this gateway does not offer it
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class QuotaViolation:
 class GatewayError(Exception):
     """An error the API reports to the caller, with everything its status details need."""
 
-    code: Code
+    code: Fault
     reason: str
     message: str
     violations: list[FieldViolation] = field(default_factory=list)
@@ -61,7 +62,7 @@ class GatewayError(Exception):
         super().__init__(self.message)
 
     def __str__(self) -> str:
-        return f"{self.code.value} {self.reason}: {self.message}"
+        return f"{self.code.name} {self.reason}: {self.message}"
 
 
 def invalid_argument(violations: list[FieldViolation]) -> GatewayError:
@@ -69,7 +70,7 @@ def invalid_argument(violations: list[FieldViolation]) -> GatewayError:
     summary = "; ".join(f"{v.field}: {v.description}" for v in violations[:3])
     if len(violations) > 3:
         summary += f" (+{len(violations) - 3} more)"
-    return GatewayError(Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", summary, violations=violations)
+    return GatewayError(Fault.INVALID_INPUT, "INVALID_ARGUMENT", summary, violations=violations)
 
 
 def bad_field(field_path: str, description: str) -> GatewayError:

@@ -49,9 +49,9 @@ class Metrics:
             "llmgw_circuit_breaker_state",
             "Circuit breaker per target: 0 closed, 1 half-open (probing), 2 open (skipped)",
             ["provider", "model", "region"], multiprocess_mode="max", **kw)
-        self.retry_budget_exhausted = Counter(
-            "llmgw_retry_budget_exhausted_total",
-            "Retries not made because the global retry budget was empty", **kw)
+        self.retries_denied = Counter(
+            "llmgw_retries_denied_total",
+            "Retries not made because the global retry allowance was spent", **kw)
         self.database_up = Gauge("llmgw_database_up", "1 while the database answers",
                                  multiprocess_mode="min", **kw)
         self.ledger_operations = Counter(

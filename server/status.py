@@ -15,12 +15,26 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server.call_context import CallContext, trace_trailers
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 
 DOMAIN = "llmgateway.v1"
 log = logging.getLogger(__name__)
 
-_GRPC_CODES = {code: getattr(grpc.StatusCode, code.value) for code in Code}
+# The one mapping from the domain's kinds of failure to gRPC status codes.
+GRPC_CODES: dict[Fault, grpc.StatusCode] = {
+    Fault.INVALID_INPUT: grpc.StatusCode.INVALID_ARGUMENT,
+    Fault.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Fault.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    Fault.REFUSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Fault.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Fault.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Fault.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    Fault.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Fault.ABORTED: grpc.StatusCode.ABORTED,
+    Fault.OUT_OF_TIME: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Fault.BUG: grpc.StatusCode.INTERNAL,
+    Fault.NOT_SUPPORTED: grpc.StatusCode.UNIMPLEMENTED,
+}
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -49,7 +63,7 @@ def to_status_details(error: GatewayError) -> status_pb2.Status:
             error_details_pb2.QuotaFailure.Violation(subject=q.subject, description=q.description)
             for q in error.quota_violations
         ])))
-    return status_pb2.Status(code=getattr(code_pb2, error.code.value),
+    return status_pb2.Status(code=getattr(code_pb2, GRPC_CODES[error.code].name),
                              message=error.message, details=details)
 
 
@@ -67,11 +81,11 @@ def error_trailers(error: GatewayError, call: CallContext | None) -> tuple[tuple
 async def abort(context: grpc.aio.ServicerContext, error: GatewayError,
                 call: CallContext | None) -> None:
     """End the call with ``error``'s status (raises, as grpc's abort does)."""
-    await context.abort(_GRPC_CODES[error.code], error.message, error_trailers(error, call))
+    await context.abort(GRPC_CODES[error.code], error.message, error_trailers(error, call))
 
 
 def internal_error(call: CallContext | None) -> GatewayError:
     """What a caller sees for a bug: no stack trace, only the trace id to quote."""
     trace = call.trace_id if call else "unknown"
-    return GatewayError(Code.INTERNAL, "INTERNAL",
+    return GatewayError(Fault.BUG, "INTERNAL",
                         f"internal error; quote trace id {trace} when reporting it")

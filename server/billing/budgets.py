@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from server.billing.validation import Checks
-from server.errors import Code, FieldViolation, GatewayError, QuotaViolation
+from server.errors import Fault, FieldViolation, GatewayError, QuotaViolation
 
 PERIODS = ("day", "month")
 METRICS = ("tokens", "spend")
@@ -73,7 +73,7 @@ class Budgets:
             exists = await conn.fetchval(
                 "SELECT 1 FROM ledger_accounts WHERE id = $1 AND kind = 'wallet'", wallet_id)
             if not exists:
-                raise GatewayError(Code.NOT_FOUND, "WALLET_NOT_FOUND", "no such wallet",
+                raise GatewayError(Fault.NOT_FOUND, "WALLET_NOT_FOUND", "no such wallet",
                                    violations=[FieldViolation("wallet_id", "no such wallet")])
             if limit == 0:
                 await conn.execute(
@@ -120,7 +120,7 @@ class Budgets:
         if spent:
             first = min(spent, key=lambda b: b.reset_at)
             raise GatewayError(
-                Code.RESOURCE_EXHAUSTED, "BUDGET_EXCEEDED", spent[0].describe(),
+                Fault.EXHAUSTED, "BUDGET_EXCEEDED", spent[0].describe(),
                 quota_violations=[QuotaViolation(
                     f"wallet:{b.wallet_id}" + (f"/end_user:{b.end_user_id}"
                                                if b.end_user_id else ""), b.describe())

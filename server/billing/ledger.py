@@ -28,7 +28,7 @@ from server.billing.pricing import Metered, Price, PriceList, cost_micros
 from server.billing.sessions import SessionPrices
 from server.billing.validation import Checks
 from server.billing.writer import LedgerWriter
-from server.errors import Code, FieldViolation, GatewayError, bad_field
+from server.errors import Fault, FieldViolation, GatewayError, bad_field
 
 
 @dataclass(frozen=True)
@@ -81,36 +81,36 @@ def ledger_error(result: Result, key: str | None) -> GatewayError:
     """The domain error for a failed operation."""
     s = result.status
     if s is Status.KEY_REUSED:
-        return GatewayError(Code.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED",
+        return GatewayError(Fault.CONFLICT, "IDEMPOTENCY_KEY_REUSED",
                             "this idempotency key was already used with a different request",
                             violations=[FieldViolation("idempotency_key",
                                                        "already used with a different request")],
                             metadata={"idempotency_key": key or "",
                                       "transaction_id": str(result.transaction_id or "")})
     if s is Status.WALLET_NOT_FOUND:
-        return GatewayError(Code.NOT_FOUND, "WALLET_NOT_FOUND", "no such wallet",
+        return GatewayError(Fault.NOT_FOUND, "WALLET_NOT_FOUND", "no such wallet",
                             violations=[FieldViolation("wallet_id", "no such wallet")])
     if s is Status.TRANSACTION_NOT_FOUND:
-        return GatewayError(Code.NOT_FOUND, "NOT_FOUND", "no such transaction",
+        return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", "no such transaction",
                             violations=[FieldViolation("transaction_id", "no such transaction")])
     if s is Status.CURRENCY_MISMATCH:
-        return GatewayError(Code.FAILED_PRECONDITION, "CURRENCY_MISMATCH",
+        return GatewayError(Fault.REFUSED, "CURRENCY_MISMATCH",
                             "the currency differs from the wallet's",
                             violations=[FieldViolation("currency_code",
                                                        "differs from the wallet's currency")])
     if s is Status.INSUFFICIENT_FUNDS:
-        return GatewayError(Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS",
+        return GatewayError(Fault.REFUSED, "INSUFFICIENT_FUNDS",
                             "the wallet's available balance cannot cover the amount")
     if s is Status.ALREADY_REFUNDED:
-        return GatewayError(Code.FAILED_PRECONDITION, "ALREADY_REFUNDED",
+        return GatewayError(Fault.REFUSED, "ALREADY_REFUNDED",
                             "this charge has already been refunded",
                             violations=[FieldViolation("transaction_id", "already refunded")])
     if s is Status.HOLD_CLOSED:
-        return HoldClosed(Code.FAILED_PRECONDITION, "HOLD_CLOSED",
+        return HoldClosed(Fault.REFUSED, "HOLD_CLOSED",
                             "the hold was already settled, voided or expired")
     if s is Status.EXCEEDS_HOLD:
         return bad_field("amount_micros", "must not exceed the amount held")
-    return GatewayError(Code.INTERNAL, "INTERNAL", f"unexpected ledger status {s.value}")
+    return GatewayError(Fault.BUG, "INTERNAL", f"unexpected ledger status {s.value}")
 
 
 def _page_token(last_id: int) -> str:
@@ -173,7 +173,7 @@ class Ledger:
                 wallet_id, currency_code, overdraft_limit)
         wallet = await self.wallet(wallet_id)
         if (wallet.currency_code, wallet.overdraft_limit) != (currency_code, overdraft_limit):
-            raise GatewayError(Code.ALREADY_EXISTS, "WALLET_ALREADY_EXISTS",
+            raise GatewayError(Fault.CONFLICT, "WALLET_ALREADY_EXISTS",
                                "a different wallet with this id already exists",
                                violations=[FieldViolation("wallet_id", "already exists")])
         return wallet
@@ -186,7 +186,7 @@ class Ledger:
             "SELECT id, currency_code, balance, pending, overdraft_limit, created_at "
             "FROM ledger_accounts WHERE id = $1 AND kind = 'wallet'", wallet_id)
         if row is None:
-            raise GatewayError(Code.NOT_FOUND, "WALLET_NOT_FOUND", "no such wallet",
+            raise GatewayError(Fault.NOT_FOUND, "WALLET_NOT_FOUND", "no such wallet",
                                violations=[FieldViolation("wallet_id", "no such wallet")])
         return Wallet(row["id"], row["currency_code"], row["balance"], -row["pending"],
                       row["overdraft_limit"], row["created_at"])

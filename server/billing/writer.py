@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from server.billing.operations import Operation, Result, Status
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 
 _APPLY = ("SELECT idx, status, transaction_id, amount, balance_after, held, replayed "
           "FROM ledger_apply($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
@@ -31,7 +31,7 @@ _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError,
 
 
 def unavailable(what: str) -> GatewayError:
-    return GatewayError(Code.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE",
+    return GatewayError(Fault.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE",
                         f"the ledger database is unavailable ({what}); retry with the same "
                         "idempotency key")
 
@@ -128,7 +128,7 @@ class LedgerWriter:
                     await self._apply_and_resolve([item])
                 return
             self._log.error("ledger operation failed", exc_info=exc)
-            error = GatewayError(Code.INTERNAL, "INTERNAL",
+            error = GatewayError(Fault.BUG, "INTERNAL",
                                  "the ledger failed to apply the operation")
             self._fail(batch, error)
             return
@@ -137,7 +137,7 @@ class LedgerWriter:
             return
         except Exception as exc:  # noqa: BLE001 - a bug must fail its callers, not the writer
             self._log.error("ledger batch failed", exc_info=exc)
-            self._fail(batch, GatewayError(Code.INTERNAL, "INTERNAL",
+            self._fail(batch, GatewayError(Fault.BUG, "INTERNAL",
                                            "the ledger failed to apply the operation"))
             return
         self.batches += 1

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.errors import Code, FieldViolation, GatewayError, invalid_argument
+from server.errors import Fault, FieldViolation, GatewayError, invalid_argument
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _config(row: Any) -> BotConfig:
 
 
 def _bot_not_found(slug: str) -> GatewayError:
-    return GatewayError(Code.NOT_FOUND, "NOT_FOUND", f"there is no bot {slug!r}",
+    return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no bot {slug!r}",
                         metadata={"bot": slug})
 
 
@@ -110,7 +110,7 @@ class BotStore:
                     {"slug": bot.slug, "name": bot.name, "status": bot.status,
                      "metadata": json.dumps(bot.metadata)})
         except IntegrityError:
-            raise GatewayError(Code.ALREADY_EXISTS, "ALREADY_EXISTS",
+            raise GatewayError(Fault.CONFLICT, "ALREADY_EXISTS",
                                f"bot {bot.slug!r} exists", metadata={"bot": bot.slug}) from None
         return bot
 
@@ -147,7 +147,7 @@ class BotStore:
             row = (await conn.execute(text(f"SELECT {_CONFIG_COLUMNS} FROM bot_configs "
                                            "WHERE id = :id"), {"id": int(config_id)})).first()
         if row is None:
-            raise GatewayError(Code.NOT_FOUND, "NOT_FOUND", f"there is no bot config {config_id}")
+            raise GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no bot config {config_id}")
         return _config(row)
 
     async def list_configs(self, bot: str) -> list[BotConfig]:
@@ -167,7 +167,7 @@ class BotStore:
             owner = (await conn.execute(text("SELECT bot FROM bot_configs WHERE id = :id"),
                                         {"id": int(config_id)})).scalar_one_or_none()
             if owner != bot:
-                raise GatewayError(Code.NOT_FOUND, "NOT_FOUND",
+                raise GatewayError(Fault.NOT_FOUND, "NOT_FOUND",
                                    f"bot {bot!r} has no config {config_id}")
             await self._switch(conn, bot, int(config_id))
         return await self.get_config(config_id)
@@ -190,10 +190,10 @@ class BotStore:
         if row is None:
             raise _bot_not_found(slug)
         if row.status != "active":
-            raise GatewayError(Code.FAILED_PRECONDITION, "BOT_DISABLED",
+            raise GatewayError(Fault.REFUSED, "BOT_DISABLED",
                                f"bot {slug!r} is disabled", metadata={"bot": slug})
         if row.id is None:
-            raise GatewayError(Code.FAILED_PRECONDITION, "NO_ACTIVE_CONFIG",
+            raise GatewayError(Fault.REFUSED, "NO_ACTIVE_CONFIG",
                                f"bot {slug!r} has no active configuration",
                                metadata={"bot": slug})
         return _config(row)

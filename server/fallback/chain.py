@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.config import GatewayConfig
-from server.errors import Code, FieldViolation, GatewayError, invalid_argument
+from server.errors import Fault, FieldViolation, GatewayError, invalid_argument
 from server.fallback.balance import weighted_order
 from server.fallback.regions import RegionPolicy, region_chain
 from server.fallback.routes import Route, RouteCache, RouteTarget, routes_from_config
@@ -86,7 +86,7 @@ class ChainBuilder:
         elif not model:
             raise invalid_argument([FieldViolation("model", "required (or set targets)")])
         else:
-            raise GatewayError(Code.INVALID_ARGUMENT, "UNKNOWN_MODEL",
+            raise GatewayError(Fault.INVALID_INPUT, "UNKNOWN_MODEL",
                                f"model {model!r} is not served; ListModels lists the names",
                                violations=[FieldViolation("model", f"unknown model {model!r}")],
                                metadata={"model": model})

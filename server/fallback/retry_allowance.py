@@ -1,10 +1,11 @@
-"""A global retry budget: retries may add at most a fixed share of load to the vendors.
+"""A global retry allowance: retries may add at most a fixed share of load to the vendors.
 
 Why: per-target retry caps bound one request, but during an outage every request retries
-at once and multiplies the load on a vendor that is already failing. The budget (after
-Finagle's RetryBudget) earns ``ratio`` retries per request plus ``min_per_s`` retries per
-second (so a quiet gateway can still retry), up to a cap; each retry spends one. With no
-budget left the router moves to the next target instead of retrying.
+at once and multiplies the load on a vendor that is already failing. The allowance
+(Finagle's "retry budget"; in this code base "budget" means money) earns ``ratio``
+retries per request plus ``min_per_s`` retries per second (so a quiet gateway can still
+retry), up to a cap; each retry spends one. With no
+allowance left the router moves to the next target instead of retrying.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 
 
-class RetryBudget:
+class RetryAllowance:
     """Token bucket of retries; lives on the event loop (not thread-safe)."""
 
     def __init__(self, ratio: float = 0.2, min_per_s: float = 10.0,
@@ -37,7 +38,7 @@ class RetryBudget:
         self._balance = min(self._cap, self._balance + self._ratio)
 
     def try_spend(self) -> bool:
-        """Take one retry from the budget; False when it is empty."""
+        """Take one retry from the allowance; False when it is spent."""
         self._refill()
         if self._balance >= 1.0 - 1e-9:  # 10 × 0.1 must make one retry
             self._balance -= 1.0

@@ -9,7 +9,7 @@ timeout. Streams fail over only until the first event has been relayed.
 
 Each target has a circuit breaker (``breaker.py``): an open one is skipped and reported
 as ``skipped_circuit_open``. Retries of the same target also spend from a global retry
-budget (``budget.py``); with none left the router moves to the next target.
+allowance (``retry_allowance.py``); with none left the router moves to the next target.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt, Outcome, describe
 from server.fallback.breaker import STATE_VALUE, BreakerBoard, BreakerPolicy, BreakerState
-from server.fallback.budget import RetryBudget
+from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import Target
 from server.metrics import Metrics
 from server.providers.base import (
@@ -100,7 +100,7 @@ class StreamInterrupted(Exception):
         self.error, self.served_by, self.attempts, self.usage = error, served_by, attempts, usage
 
     def to_gateway_error(self) -> GatewayError:
-        return GatewayError(Code.UNAVAILABLE, "UPSTREAM_STREAM_FAILED",
+        return GatewayError(Fault.UNAVAILABLE, "UPSTREAM_STREAM_FAILED",
                             f"{self.served_by} failed mid-stream: {self.error.message}",
                             metadata={"error_reason": self.error.kind.value,
                                       **describe(self.attempts)})
@@ -115,11 +115,11 @@ BREAKER_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKi
 
 class Router:
     """Serves requests from a chain of targets; holds no per-request state (breakers and
-    the retry budget are shared health state, passed in)."""
+    the retry allowance are shared health state, passed in)."""
 
     def __init__(self, providers: Mapping[str, Provider], policy: RetryPolicy, metrics: Metrics,
                  tracer: trace.Tracer, *, breaker_policy: BreakerPolicy | None = None,
-                 budget: RetryBudget | None = None,
+                 retries: RetryAllowance | None = None,
                  attempt_timeouts: Mapping[str, float] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -134,7 +134,7 @@ class Router:
         self._clock, self._sleep, self._rng = clock, sleep, rng
         self._breakers: BreakerBoard[Target] = BreakerBoard(
             breaker_policy or BreakerPolicy(), clock, on_change=self._export_state)
-        self._budget = budget or RetryBudget(clock=clock)
+        self._retries = retries or RetryAllowance(clock=clock)
 
     @property
     def breakers(self) -> BreakerBoard[Target]:
@@ -161,13 +161,13 @@ class Router:
             return None
         if not breaker.allow():
             return None
-        if not self._budget.try_spend():
-            self._metrics.retry_budget_exhausted.inc()
+        if not self._retries.try_spend():
+            self._metrics.retries_denied.inc()
             breaker.record_neutral()
             return None
         return delay
 
-    def _attempt_budget(self, target: Target, remaining: float) -> float:
+    def _attempt_timeout(self, target: Target, remaining: float) -> float:
         cap = self._attempt_timeouts.get(target.provider)
         return remaining if cap is None else min(remaining, cap)
 
@@ -185,7 +185,7 @@ class Router:
     async def generate(self, chain: Sequence[Target], request: ProviderRequest,
                        deadline: float) -> Routed:
         attempts: list[Attempt] = []
-        self._budget.on_request()
+        self._retries.on_request()
         for target in chain:
             provider = self._providers[target.provider]
             if self._skip_open(target, attempts):
@@ -197,16 +197,16 @@ class Router:
                     attempts.append(Attempt(target, Outcome.SKIPPED_DEADLINE, retry=retry))
                     raise _deadline_error(attempts)
                 started = self._clock()
-                budget = self._attempt_budget(target, remaining)
+                attempt_s = self._attempt_timeout(target, remaining)
                 with self._tracer.start_as_current_span("provider.generate",
                                                         attributes=_span_attrs(target, retry)):
                     try:
-                        async with asyncio.timeout(budget):
+                        async with asyncio.timeout(attempt_s):
                             completion = await provider.generate(
                                 replace(request, model=target.model, region=target.region),
-                                budget)
+                                attempt_s)
                     except TimeoutError:
-                        error = _timeout_error(budget, remaining)
+                        error = _timeout_error(attempt_s, remaining)
                     except ProviderError as exc:
                         error = exc
                     else:
@@ -227,7 +227,7 @@ class Router:
                      deadline: float) -> AsyncIterator[RouterEvent]:
         """Yield StreamStarted, then text, then StreamFinished (or raise)."""
         attempts: list[Attempt] = []
-        self._budget.on_request()
+        self._retries.on_request()
         for target in chain:
             provider = self._providers[target.provider]
             if self._skip_open(target, attempts):
@@ -241,13 +241,13 @@ class Router:
                 started = self._clock()
                 upstream = provider.stream(
                     replace(request, model=target.model, region=target.region), remaining)
-                budget = self._attempt_budget(target, remaining)  # until the first event
+                attempt_s = self._attempt_timeout(target, remaining)  # until the first event
                 try:
-                    async with asyncio.timeout(budget):
+                    async with asyncio.timeout(attempt_s):
                         first = await anext(upstream)
                 except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
                     await upstream.aclose()  # type: ignore[attr-defined]
-                    error = _timeout_error(budget, remaining) if isinstance(exc, TimeoutError) \
+                    error = _timeout_error(attempt_s, remaining) if isinstance(exc, TimeoutError) \
                         else _as_provider_error(exc)
                     attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
                     delay = self._after_failure(target, retry, error, attempts, deadline)
@@ -317,10 +317,10 @@ def _span_attrs(target: Target, retry: int) -> dict[str, str | int]:
             "llm.region": target.region, "llm.retry": retry}
 
 
-def _timeout_error(budget: float, remaining: float) -> ProviderError:
-    if budget < remaining:
+def _timeout_error(attempt_s: float, remaining: float) -> ProviderError:
+    if attempt_s < remaining:
         return ProviderError(ErrorKind.TIMEOUT,
-                             f"no answer within the provider's attempt timeout ({budget:g} s)")
+                             f"no answer within the provider's attempt timeout ({attempt_s:g} s)")
     return ProviderError(ErrorKind.TIMEOUT, "the caller's deadline ran out")
 
 
@@ -335,12 +335,12 @@ def _as_provider_error(exc: BaseException) -> ProviderError:
 def _final_error(error: ProviderError, attempts: list[Attempt]) -> GatewayError:
     reason = "CONTEXT_TOO_LONG" if error.kind is ErrorKind.CONTEXT_TOO_LONG \
         else "UPSTREAM_INVALID_REQUEST"
-    return GatewayError(Code.INVALID_ARGUMENT, reason, error.message,
+    return GatewayError(Fault.INVALID_INPUT, reason, error.message,
                         metadata=describe(attempts))
 
 
 def _deadline_error(attempts: list[Attempt]) -> GatewayError:
-    return GatewayError(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED",
+    return GatewayError(Fault.OUT_OF_TIME, "DEADLINE_EXCEEDED",
                         f"the deadline ran out after {len(attempts)} attempt(s)",
                         metadata=describe(attempts))
 
@@ -350,6 +350,6 @@ def _exhausted_error(attempts: list[Attempt], out_of_time: bool) -> GatewayError
         return _deadline_error(attempts)
     last = next((a for a in reversed(attempts) if a.outcome is Outcome.FAILED), None)
     summary = f"; last: {last.target}: {last.error_kind}" if last else ""
-    return GatewayError(Code.UNAVAILABLE, "ALL_TARGETS_FAILED",
+    return GatewayError(Fault.UNAVAILABLE, "ALL_TARGETS_FAILED",
                         f"every target failed ({len(attempts)} attempt(s){summary})",
                         metadata=describe(attempts))

@@ -1,7 +1,7 @@
 """Grounded Generate: retrieve for the last user message and put the labelled context in
 the system instruction; the chunks used come back as domain ``Citation`` values.
 
-The context rules (labels, token budget) are in ``server/rag/grounding.py``; this module
+The context rules (labels, token limit) are in ``server/rag/grounding.py``; this module
 only decides what to search for and where the context goes.
 """
 
@@ -55,8 +55,8 @@ class Grounder:
             raise invalid_argument(bad)
         result = await self._retriever.search(
             retrieval.search.to_request(self._config, PREFIX, query=query))
-        budget = retrieval.max_context_tokens or self._config.context_token_budget
-        context = build_context(result.hits, budget)
+        max_tokens = retrieval.max_context_tokens or self._config.default_context_tokens
+        context = build_context(result.hits, max_tokens)
         system = "\n\n".join(part for part in (prepared.request.system, context.system_text)
                              if part)
         grounded = replace(prepared, request=replace(prepared.request, system=system))

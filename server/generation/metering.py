@@ -25,7 +25,7 @@ from types import TracebackType
 from server.billing.metering import CallBilling, Charged, Reservation
 from server.billing.pricing import Metered, PriceList, cost_micros
 from server.billing.usage import UsageRecord, UsageRecorder
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt
 from server.fallback.chain import Target
 from server.generation.call import GenerationCall
@@ -57,7 +57,7 @@ class Meter:
         billing = self._call.billing
         if billing is not None:
             if self._billing is None:
-                raise GatewayError(Code.UNIMPLEMENTED, "NOT_IMPLEMENTED",
+                raise GatewayError(Fault.NOT_SUPPORTED, "NOT_IMPLEMENTED",
                                    "billing: the ledger is disabled on this gateway",
                                    metadata={"field": "billing"})
             self._reservation = await self._billing.reserve(

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server.billing.metering import Charged
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt
 from server.fallback.chain import ChainBuilder, Target
 from server.fallback.router import Router, StreamFinished, StreamInterrupted, StreamStarted
@@ -85,7 +85,7 @@ class GenerationService:
         if call.retrieval is None:
             return Grounding(prepared), chain
         if self._grounder is None:
-            raise GatewayError(Code.UNIMPLEMENTED, "NOT_IMPLEMENTED",
+            raise GatewayError(Fault.NOT_SUPPORTED, "NOT_IMPLEMENTED",
                                "retrieval is not configured on this gateway",
                                metadata={"field": "retrieval"})
         return await self._grounder.ground(call.retrieval, prepared), chain

@@ -14,7 +14,7 @@ import grpc
 
 from server.auth.tokens import AuthError, TokenVerifier, parse_authorization
 from server.call_context import current_call
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 
 _GEN = "/llmgateway.v1.GenerationService/"
@@ -44,9 +44,9 @@ METHOD_SCOPES: dict[str, str] = {
 }
 
 
-def _to_gateway_error(error: AuthError, scope: str | None = None) -> GatewayError:
-    code = Code.UNAUTHENTICATED if error.kind == "unauthenticated" else Code.PERMISSION_DENIED
-    metadata = {"scope": scope} if scope and error.reason == "MISSING_SCOPE" else {}
+def _to_gateway_error(error: AuthError) -> GatewayError:
+    code = Fault.UNAUTHENTICATED if error.kind == "unauthenticated" else Fault.FORBIDDEN
+    metadata = {"scope": error.missing_scope} if error.missing_scope else {}
     return GatewayError(code, error.reason, error.message, metadata=metadata)
 
 
@@ -81,11 +81,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 principal = verifier.verify(parse_authorization(header))
                 if scope is None:
-                    raise GatewayError(Code.PERMISSION_DENIED, "MISSING_SCOPE",
+                    raise GatewayError(Fault.FORBIDDEN, "MISSING_SCOPE",
                                        f"{method} is not open to any scope")
                 verifier.require_scope(principal, scope)
             except AuthError as error:
-                raise _to_gateway_error(error, scope) from None
+                raise _to_gateway_error(error) from None
             call = current_call.get()
             if call is not None:
                 call.principal = principal

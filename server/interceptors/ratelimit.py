@@ -16,7 +16,7 @@ import grpc
 
 from server.call_context import current_call
 from server.config import LimitRule
-from server.errors import Code, GatewayError, QuotaViolation
+from server.errors import Fault, GatewayError, QuotaViolation
 from server.interceptors.auth import METHOD_SCOPES
 from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 from server.metrics import Metrics
@@ -118,12 +118,12 @@ def _rejection(cfg: LimitRule, check: _Check, who: str, retry_after_s: float) ->
     limit = cfg.tokens_per_minute if check.tokens else cfg.requests_per_minute
     if retry_after_s == float("inf"):  # the request alone is larger than the burst
         return GatewayError(
-            Code.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+            Fault.EXHAUSTED, "RATE_LIMITED",
             f"this request alone exceeds rate limit {cfg.name!r} ({limit} {unit}/minute)",
             quota_violations=[QuotaViolation(f"{cfg.per}:{who}", f"{cfg.name}: {limit} "
                                              f"{unit}/minute")], metadata={"rule": cfg.name})
     return GatewayError(
-        Code.RESOURCE_EXHAUSTED, "RATE_LIMITED",
+        Fault.EXHAUSTED, "RATE_LIMITED",
         f"rate limit {cfg.name!r} exceeded ({limit} {unit}/minute per {cfg.per}); "
         f"retry in {retry_after_s:.2f}s",
         retry_after_s=retry_after_s,

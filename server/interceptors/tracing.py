@@ -26,7 +26,7 @@ from server.call_context import CallContext, current_call, trace_trailers
 from server.errors import GatewayError
 from server.interceptors.wrapping import HandlerCache, is_public
 from server.metrics import Metrics
-from server.status import abort, internal_error
+from server.status import GRPC_CODES, abort, internal_error
 
 log = logging.getLogger("llmgw.rpc")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -131,7 +131,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 def exc_code(exc: Exception, context: grpc.aio.ServicerContext) -> str:
     """The status code name a failed call ends with, for the RPC metric."""
     if isinstance(exc, GatewayError):
-        return exc.code.value
+        return GRPC_CODES[exc.code].name
     if isinstance(exc, grpc.aio.AbortError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

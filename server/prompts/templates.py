@@ -73,8 +73,8 @@ def validate_template(template: PromptTemplate, prefix: str = "template") -> Non
 
 
 def not_found(key: str, version: int) -> GatewayError:
-    from server.errors import Code
+    from server.errors import Fault
 
     what = f"version {version} of prompt {key!r}" if version else f"an active prompt {key!r}"
-    return GatewayError(Code.NOT_FOUND, "NOT_FOUND", f"there is no {what}",
+    return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no {what}",
                         metadata={"prompt_key": key, "version": str(version)})

@@ -1,10 +1,10 @@
-"""Grounding: turn retrieved chunks into a labelled context block within a token budget.
+"""Grounding: turn retrieved chunks into a labelled context block within a token limit.
 
 The block goes into the system instruction (not a user turn) so the caller's
 conversation stays as they sent it; each chunk gets a label ``[n]`` that the model is
 told to cite and that comes back in ``citations``. Tokens are estimated with the
 gateway's one policy (server/tokens.py): the vendor's tokenizer is not known here, and
-the budget is a cap on prompt growth, not an exact count.
+the limit is a cap on prompt growth, not an exact count.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ def _header(label: str, hit: Hit) -> str:
     return " ".join(parts)
 
 
-def build_context(hits: Sequence[Hit], budget_tokens: int) -> GroundedContext:
+def build_context(hits: Sequence[Hit], max_tokens: int) -> GroundedContext:
     """Chunks in rank order while they fit; the first one is cut to fit if it alone is
     too long (a grounded answer with no source would be worse)."""
     if not hits:
         return GroundedContext(
             "No sources were found for this question: say that you could not find it in "
             "the knowledge base rather than guessing.", [])
-    remaining = budget_tokens - estimate_tokens(INSTRUCTION) - 4
+    remaining = max_tokens - estimate_tokens(INSTRUCTION) - 4
     blocks: list[str] = []
     used: list[UsedChunk] = []
     for hit in hits:

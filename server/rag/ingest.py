@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from server.errors import Code, FieldViolation, GatewayError, bad_field, invalid_argument
+from server.errors import Fault, FieldViolation, GatewayError, bad_field, invalid_argument
 from server.rag.chunking import ChunkingParams, split_text
 from server.rag.embedders import EmbedderSet, UnknownEmbedder
 from server.rag.store import ChunkRecord, DocumentRecord, Namespace, RagStore
@@ -126,6 +126,6 @@ class Ingestor:
 
 
 def namespace_not_found(namespace: str, field_path: str = "namespace") -> GatewayError:
-    return GatewayError(Code.NOT_FOUND, "NAMESPACE_NOT_FOUND",
+    return GatewayError(Fault.NOT_FOUND, "NAMESPACE_NOT_FOUND",
                         f"{field_path}: namespace {namespace!r} does not exist (ingest into it first)",
                         metadata={"namespace": namespace, "field": field_path})

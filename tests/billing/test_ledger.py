@@ -11,7 +11,7 @@ from server.billing.checker import check_ledger
 from server.billing.ledger import Ledger
 from server.billing.pricing import Metered, Price
 from server.billing.runtime import BillingRuntime
-from server.errors import Code, GatewayError
+from server.errors import Fault, GatewayError
 from tests.billing.conftest import unique
 
 
@@ -44,7 +44,7 @@ async def test_same_key_with_a_different_body_is_rejected(scope, ledger, funded_
     await ledger.charge(scope, wallet, "k", amount=100)
     with pytest.raises(GatewayError) as err:
         await ledger.charge(scope, wallet, "k", amount=101)
-    assert err.value.code is Code.ALREADY_EXISTS
+    assert err.value.code is Fault.CONFLICT
     assert err.value.reason == "IDEMPOTENCY_KEY_REUSED"
     assert err.value.violations[0].field == "idempotency_key"
     assert (await ledger.wallet(wallet)).balance == 900
@@ -62,7 +62,7 @@ async def test_no_overdraft_without_a_limit(scope, ledger, funded_wallet):
     wallet = await funded_wallet(100)
     with pytest.raises(GatewayError) as err:
         await ledger.charge(scope, wallet, unique("k"), amount=101)
-    assert (err.value.code, err.value.reason) == (Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS")
+    assert (err.value.code, err.value.reason) == (Fault.REFUSED, "INSUFFICIENT_FUNDS")
     assert (await ledger.charge(scope, wallet, unique("k"), amount=100)).balance_after == 0
 
 
@@ -102,7 +102,7 @@ async def test_settle_more_than_held_is_refused(scope, ledger, funded_wallet):
     hold = await ledger.hold(scope, wallet, "h", 100, ttl_s=60)
     with pytest.raises(GatewayError) as err:
         await ledger.settle(scope, hold.transaction_id, "s", 101)
-    assert err.value.code is Code.INVALID_ARGUMENT
+    assert err.value.code is Fault.INVALID_INPUT
 
 
 async def test_a_hold_finishes_once(scope, ledger, funded_wallet):
@@ -145,7 +145,7 @@ async def test_refund_of_a_credit_is_not_found(scope, ledger, funded_wallet):
     credit = await ledger.credit(scope, wallet, "c", 5)
     with pytest.raises(GatewayError) as err:
         await ledger.refund(scope, credit.transaction_id, "r")
-    assert (err.value.code, err.value.reason) == (Code.NOT_FOUND, "NOT_FOUND")
+    assert (err.value.code, err.value.reason) == (Fault.NOT_FOUND, "NOT_FOUND")
 
 
 async def test_usage_is_priced_exactly_in_integers(scope, ledger, funded_wallet):
@@ -184,7 +184,7 @@ async def test_currency_mismatch_names_the_field(scope, ledger, funded_wallet):
     wallet = await funded_wallet(1_000)
     with pytest.raises(GatewayError) as err:
         await ledger.charge(scope, wallet, unique("k"), amount=1, currency_code="EUR")
-    assert (err.value.code, err.value.reason) == (Code.FAILED_PRECONDITION, "CURRENCY_MISMATCH")
+    assert (err.value.code, err.value.reason) == (Fault.REFUSED, "CURRENCY_MISMATCH")
     assert err.value.violations[0].field == "currency_code"
     with pytest.raises(GatewayError, match="CURRENCY_MISMATCH"):
         await ledger.charge(scope, wallet, unique("k"), model="eur-model", usage=Metered())
@@ -207,14 +207,14 @@ async def test_bad_input_names_the_field(scope, ledger: Ledger, funded_wallet, k
     key = kwargs.pop("key")
     with pytest.raises(GatewayError) as err:
         await ledger.charge(scope, wallet, key, **kwargs)
-    assert err.value.code is Code.INVALID_ARGUMENT
+    assert err.value.code is Fault.INVALID_INPUT
     assert err.value.violations[0].field == field
 
 
 async def test_unknown_wallet_is_not_found(scope, ledger):
     with pytest.raises(GatewayError) as err:
         await ledger.charge(scope, unique("nobody"), "k", amount=1)
-    assert (err.value.code, err.value.reason) == (Code.NOT_FOUND, "WALLET_NOT_FOUND")
+    assert (err.value.code, err.value.reason) == (Fault.NOT_FOUND, "WALLET_NOT_FOUND")
 
 
 async def test_history_is_append_only(billing):
@@ -257,7 +257,7 @@ async def test_a_broken_operation_fails_alone_not_its_batch(billing, ledger, fun
         billing.writer.submit(bad),
         ledger.charge(scope, wallet, "good-2", amount=20),
         return_exceptions=True)
-    assert isinstance(results[1], GatewayError) and results[1].code is Code.INTERNAL
+    assert isinstance(results[1], GatewayError) and results[1].code is Fault.BUG
     assert [r.amount for r in (results[0], results[2])] == [-10, -20]
     assert (await ledger.wallet(wallet)).balance == 970
     await assert_books_balance(billing)

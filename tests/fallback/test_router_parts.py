@@ -1,4 +1,4 @@
-"""The router's parts as specifications: breakers, retry budget, weights, region chains,
+"""The router's parts as specifications: breakers, retry allowance, weights, region chains,
 chain building. Pure code with a fake clock; the end-to-end behaviour is in
 test_router_scenarios.py."""
 
@@ -11,7 +11,7 @@ import pytest
 from server.config import GatewayConfig
 from server.fallback.balance import weighted_order
 from server.fallback.breaker import BreakerBoard, BreakerPolicy, BreakerState, CircuitBreaker
-from server.fallback.budget import RetryBudget
+from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import ChainBuilder, Target
 from server.fallback.regions import RegionPolicy, region_chain
 from server.fallback.routes import RouteCache, route_from_spec, routes_from_config
@@ -96,16 +96,16 @@ def test_board_keeps_one_breaker_per_target_and_reports_changes():
     assert (a, BreakerState.OPEN) in changes and board.states()[b] is BreakerState.CLOSED
 
 
-def test_retry_budget_allows_a_share_of_requests_plus_a_floor_per_second():
+def test_retry_allowance_allows_a_share_of_requests_plus_a_floor_per_second():
     clock = Clock()
-    budget = RetryBudget(ratio=0.1, min_per_s=0, clock=clock)
-    while budget.try_spend():  # drain the initial allowance
+    allowance = RetryAllowance(ratio=0.1, min_per_s=0, clock=clock)
+    while allowance.try_spend():  # drain the initial allowance
         pass
     for _ in range(100):
-        budget.on_request()
-    spent = sum(budget.try_spend() for _ in range(50))
+        allowance.on_request()
+    spent = sum(allowance.try_spend() for _ in range(50))
     assert spent == 10
-    floor = RetryBudget(ratio=0, min_per_s=2, clock=clock)
+    floor = RetryAllowance(ratio=0, min_per_s=2, clock=clock)
     while floor.try_spend():
         pass
     clock.now += 1

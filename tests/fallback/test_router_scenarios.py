@@ -266,7 +266,7 @@ def test_routes_cli_sets_lists_and_deletes_a_stored_route(routes_pg_url, tmp_pat
     assert "fb-cli-route" not in llmgw("list").stdout
 
 
-async def test_an_empty_retry_budget_moves_on_instead_of_retrying(simulator, routes_pg_url,
+async def test_a_spent_retry_allowance_moves_on_instead_of_retrying(simulator, routes_pg_url,
                                                                   data_dir):
     from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
@@ -274,7 +274,7 @@ async def test_an_empty_retry_budget_moves_on_instead_of_retrying(simulator, rou
     from tests.support.gateway import running_gateway
 
     raw = router_config(simulator, data_dir, routing={
-        "retry_budget_ratio": 0, "retry_budget_min_per_s": 0})  # one retry, never refilled
+        "retry_ratio": 0, "retry_min_per_s": 0})  # one retry, never refilled
     simulator.set_scenario("fb-budget", always_status=503)
     async with running_gateway(raw, routes_pg_url) as gw:
         async with grpc.aio.insecure_channel(gw.target) as channel:
@@ -286,4 +286,4 @@ async def test_an_empty_retry_budget_moves_on_instead_of_retrying(simulator, rou
         assert [a.retry for a in first.attempts] == [0, 1, 0]
         assert [a.retry for a in second.attempts] == [0, 0]
         assert second.served_by.model == "fb-budget-backup"
-        assert gw.metric("llmgw_retry_budget_exhausted_total") == 1
+        assert gw.metric("llmgw_retries_denied_total") == 1
