@@ -144,8 +144,8 @@ def rpc_gateway(url: str, workdir: Path, workers: int):  # type: ignore[no-untyp
 async def main(window_s: float) -> None:
     from server.billing.pricing import PriceList
     from server.billing.runtime import BillingRuntime, BillingSettings, asyncpg_url
-    from server.db.embedded import start_embedded
-    from server.db.migrate import upgrade
+    from server.kernel.db.embedded import start_embedded
+    from server.kernel.db.migrate import upgrade
 
     scratch = Path(tempfile.mkdtemp(prefix="llmgw-billing-bench-"))
     url = os.environ.get("DATABASE_URL") or start_embedded(scratch)

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rag_corpus import build_corpus, load_queries
 
-from server.config import RagConfig
-from server.db.embedded import start_embedded
-from server.db.engine import create_engine
-from server.db.migrate import upgrade
+from server.kernel.config import RagConfig
+from server.kernel.db.embedded import start_embedded
+from server.kernel.db.engine import create_engine
+from server.kernel.db.migrate import upgrade
 from server.rag.chunking import ChunkingParams
 from server.rag.ingest import DocumentInput
 from server.rag.retrieve import Mode, SearchRequest

@@ -39,10 +39,10 @@ from llmgateway.v1 import generation_pb2 as gen_pb
 from llmgateway.v1 import retrieval_pb2 as pb
 from llmgateway.v1 import retrieval_pb2_grpc
 
-from server.config import DEFAULT_CONFIG, RagConfig
-from server.db.embedded import start_embedded
-from server.db.engine import create_engine
-from server.db.migrate import upgrade
+from server.kernel.config import DEFAULT_CONFIG, RagConfig
+from server.kernel.db.embedded import start_embedded
+from server.kernel.db.engine import create_engine
+from server.kernel.db.migrate import upgrade
 from server.rag.embedders import LOCAL_MINILM, LocalMiniLMEmbedder
 from server.rag.store import RagStore, vector_literal
 

@@ -32,8 +32,8 @@ from server.auth.tokens import TokenVerifier
 from server.billing.pricing import PriceList
 from server.billing.runtime import BillingRuntime, BillingSettings, metrics_hook
 from server.bots.store import BotStore
-from server.config import GatewayConfig
-from server.db.engine import create_engine, database_is_up
+from server.kernel.config import GatewayConfig
+from server.kernel.db.engine import create_engine, database_is_up
 from server.fallback.breaker import BreakerPolicy
 from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import ChainBuilder
@@ -51,7 +51,7 @@ from server.handlers.retrieval import RetrievalService
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.ratelimit import RateLimitInterceptor
 from server.interceptors.tracing import TracingInterceptor
-from server.metrics import Metrics
+from server.kernel.metrics import Metrics
 from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
 from server.providers.registry import build_embedders, build_providers
@@ -60,7 +60,7 @@ from server.ratelimit.failover import FailoverLimiter
 from server.ratelimit.local import LocalLimiter
 from server.ratelimit.redis_limiter import RedisLimiter
 from server.ratelimit.rules import RateLimiter
-from server.telemetry import build_tracer_provider, tracer
+from server.kernel.telemetry import build_tracer_provider, tracer
 
 log = logging.getLogger("llmgw.server")
 

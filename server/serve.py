@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from server.config import GatewayConfig
-from server.db.embedded import start_embedded
-from server.db.migrate import upgrade
+from server.kernel.config import GatewayConfig
+from server.kernel.db.embedded import start_embedded
+from server.kernel.db.migrate import upgrade
 
 log = logging.getLogger("llmgw.serve")
 

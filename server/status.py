@@ -14,8 +14,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from server.call_context import CallContext, trace_trailers
-from server.errors import Fault, GatewayError
+from server.kernel.call_context import CallContext, trace_trailers
+from server.kernel.errors import Fault, GatewayError
 
 DOMAIN = "llmgateway.v1"
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from server.db.embedded import start_embedded
-from server.db.migrate import upgrade
+from server.kernel.db.embedded import start_embedded
+from server.kernel.db.migrate import upgrade
 from simulator.testing import SimulatorProcess
 from tests.support.gateway import RunningGateway, raw_test_config, running_gateway
 from tests.support.redis_process import RedisProcess

@@ -36,7 +36,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 if TYPE_CHECKING:
-    from server.config import GatewayConfig
+    from server.kernel.config import GatewayConfig
 
 logger = logging.getLogger(__name__)
 

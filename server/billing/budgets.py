@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from server.billing.validation import Checks
-from server.errors import Fault, FieldViolation, GatewayError, QuotaViolation
+from server.kernel.errors import Fault, FieldViolation, GatewayError, QuotaViolation
 
 PERIODS = ("day", "month")
 METRICS = ("tokens", "spend")

@@ -28,7 +28,7 @@ from server.billing.pricing import Metered, Price, PriceList, cost_micros
 from server.billing.sessions import SessionPrices
 from server.billing.validation import Checks
 from server.billing.writer import LedgerWriter
-from server.errors import Fault, FieldViolation, GatewayError, bad_field
+from server.kernel.errors import Fault, FieldViolation, GatewayError, bad_field
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from server.billing.budgets import Budget, Budgets
 from server.billing.ledger import HoldClosed, Ledger, Posted
 from server.billing.pricing import Metered, Price, cost_micros
 from server.billing.validation import Checks
-from server.errors import FieldViolation, invalid_argument
-from server.tokens import upper_bound_tokens
+from server.kernel.errors import FieldViolation, invalid_argument
+from server.kernel.tokens import upper_bound_tokens
 
 
 MAX_SESSION_ID = 128

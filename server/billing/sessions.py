@@ -13,7 +13,7 @@ import json
 import asyncpg
 
 from server.billing.pricing import Price
-from server.errors import bad_field
+from server.kernel.errors import bad_field
 
 
 class SessionPrices:

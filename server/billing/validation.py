@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from server.errors import FieldViolation, invalid_argument
+from server.kernel.errors import FieldViolation, invalid_argument
 
 WALLET_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CURRENCY = re.compile(r"[A-Z]{3}")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from server.billing.operations import Operation, Result, Status
-from server.errors import Fault, GatewayError
+from server.kernel.errors import Fault, GatewayError
 
 _APPLY = ("SELECT idx, status, transaction_id, amount, balance_after, held, replayed "
           "FROM ledger_apply($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.errors import Fault, FieldViolation, GatewayError, invalid_argument
+from server.kernel.errors import Fault, FieldViolation, GatewayError, invalid_argument
 
 
 @dataclass(frozen=True)

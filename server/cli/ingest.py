@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from server.cli.options import load, with_config
 
 if TYPE_CHECKING:
-    from server.config import GatewayConfig
+    from server.kernel.config import GatewayConfig
     from server.rag.chunking import ChunkingParams
     from server.rag.ingest_folder import Summary
 
@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from server.errors import GatewayError
+    from server.kernel.errors import GatewayError
     from server.rag.namespaces import namespace_problem
     from server.serve import prepare_database
 
@@ -89,7 +89,7 @@ async def _ingest(config: GatewayConfig, url: str, root: Path, namespace: str,
                   params: ChunkingParams, batch: int) -> Summary:
     from tqdm import tqdm
 
-    from server.db.engine import create_engine
+    from server.kernel.db.engine import create_engine
     from server.providers.registry import standalone_embedders
     from server.rag.ingest_folder import find_files, ingest_files
     from server.rag.runtime import RagRuntime

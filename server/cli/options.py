@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from server.config import ConfigError, GatewayConfig, load_config
+from server.kernel.config import ConfigError, GatewayConfig, load_config
 
 
 def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -33,6 +33,6 @@ def load(ns: argparse.Namespace) -> GatewayConfig:
 def database_url(config: GatewayConfig) -> str:
     """``DATABASE_URL`` or the embedded server (started if need be), without migrating:
     the read-mostly tools must not change the schema behind a running gateway's back."""
-    from server.db.embedded import start_embedded
+    from server.kernel.db.embedded import start_embedded
 
     return config.database.url or start_embedded(config.data_dir)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from server.cli.options import database_url, load, with_config
 
 if TYPE_CHECKING:
-    from server.config import GatewayConfig
+    from server.kernel.config import GatewayConfig
     from server.fallback.route_store import RouteStore
     from server.fallback.routes import Route
 
@@ -46,7 +46,7 @@ def run(ns: argparse.Namespace) -> int:
 
 
 async def _run(config: GatewayConfig, url: str, ns: argparse.Namespace) -> int:
-    from server.db.engine import create_engine
+    from server.kernel.db.engine import create_engine
     from server.fallback.route_store import RouteStore
 
     engine = create_engine(url, pool_size=1)

@@ -22,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     from server import serve
-    from server.telemetry import configure_logging
+    from server.kernel.telemetry import configure_logging
 
     config = load(ns)
     configure_logging(config.logging)

@@ -14,8 +14,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from server.config import GatewayConfig
-from server.errors import Fault, FieldViolation, GatewayError, invalid_argument
+from server.kernel.config import GatewayConfig
+from server.kernel.errors import Fault, FieldViolation, GatewayError, invalid_argument
 from server.fallback.balance import weighted_order
 from server.fallback.regions import RegionPolicy, region_chain
 from server.fallback.routes import Route, RouteCache, RouteTarget, routes_from_config

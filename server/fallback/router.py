@@ -22,12 +22,12 @@ from dataclasses import dataclass, replace
 
 from opentelemetry import trace
 
-from server.errors import Fault, GatewayError
+from server.kernel.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt, Outcome, describe
 from server.fallback.breaker import STATE_VALUE, BreakerBoard, BreakerPolicy, BreakerState
 from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import Target
-from server.metrics import Metrics
+from server.kernel.metrics import Metrics
 from server.providers.base import (
     FINAL_KINDS,
     Completion,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from server.config import GatewayConfig, ModelConfig
+from server.kernel.config import GatewayConfig, ModelConfig
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from server.config import RagConfig
-from server.errors import FieldViolation, invalid_argument
+from server.kernel.config import RagConfig
+from server.kernel.errors import FieldViolation, invalid_argument
 from server.generation.call import RetrievalRequest
 from server.generation.presets import Prepared
 from server.rag.grounding import build_context

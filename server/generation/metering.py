@@ -9,7 +9,7 @@ use case opens the meter before any vendor call and the whole money lifecycle is
 - ``settle`` charges the vendor's actual usage and returns the domain ``Charged``;
 - leaving with an error voids the hold; leaving because the caller went away (cancelled
   or closed stream) charges the prompt and the text that was sent, estimated with the
-  one token policy (server/tokens.py), since the vendor's usage never arrives — and
+  one token policy (server/kernel/tokens.py), since the vendor's usage never arrives — and
   nothing when no text was sent.
 
 Every call, billed or not, leaves exactly one usage record.
@@ -25,13 +25,13 @@ from types import TracebackType
 from server.billing.metering import CallBilling, Charged, Reservation
 from server.billing.pricing import Metered, PriceList, cost_micros
 from server.billing.usage import UsageRecord, UsageRecorder
-from server.errors import Fault, GatewayError
+from server.kernel.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt
 from server.fallback.chain import Target
 from server.generation.call import GenerationCall
 from server.generation.presets import Prepared
 from server.providers.base import Usage
-from server.tokens import estimate_tokens_of_chars
+from server.kernel.tokens import estimate_tokens_of_chars
 
 
 class Meter:

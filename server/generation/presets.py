@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from server.bots.store import BotConfig, BotStore
-from server.errors import bad_field
+from server.kernel.errors import bad_field
 from server.fallback.chain import Target
 from server.generation.call import GenerationCall
 from server.prompts.render import Renderer

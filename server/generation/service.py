@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from server.billing.metering import Charged
-from server.errors import Fault, GatewayError
+from server.kernel.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt
 from server.fallback.chain import ChainBuilder, Target
 from server.fallback.router import Router, StreamFinished, StreamInterrupted, StreamStarted
@@ -24,7 +24,7 @@ from server.generation.call import GenerationCall
 from server.generation.grounding import Citation, Grounder, Grounding
 from server.generation.metering import Metering
 from server.generation.presets import Prepared, Presets, prepare
-from server.metrics import Metrics
+from server.kernel.metrics import Metrics
 from server.providers.base import Completion, FinishReason, TextChunk, Usage
 
 

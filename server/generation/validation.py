@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.config import RagConfig
-from server.errors import FieldViolation
+from server.kernel.config import RagConfig
+from server.kernel.errors import FieldViolation
 from server.generation.call import GenerationCall, PromptSelection, RetrievalRequest
 from server.providers.base import GenerationParams
 

@@ -16,8 +16,8 @@ from llmgateway.v1 import billing_pb2_grpc as pb_grpc
 from server.billing.budgets import Budget, Budgets
 from server.billing.ledger import Ledger, Wallet
 from server.billing.pricing import Metered
-from server.call_context import current_call
-from server.errors import bad_field
+from server.kernel.call_context import current_call
+from server.kernel.errors import bad_field
 
 _KIND_TO_PB = {"charge": pb.TRANSACTION_KIND_CHARGE, "settle": pb.TRANSACTION_KIND_CHARGE,
                "credit": pb.TRANSACTION_KIND_CREDIT, "refund": pb.TRANSACTION_KIND_REFUND,

@@ -11,7 +11,7 @@ from llmgateway.v1 import config_pb2 as pb
 from llmgateway.v1 import config_pb2_grpc as pb_grpc
 
 from server.bots.store import Bot, BotConfig, BotStore
-from server.errors import bad_field
+from server.kernel.errors import bad_field
 from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
 from server.prompts.templates import PromptTemplate, render

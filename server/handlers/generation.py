@@ -19,9 +19,9 @@ from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
 from server import wire
 from server.billing.metering import BillingRequest, Charged
-from server.call_context import current_call
-from server.config import GatewayConfig
-from server.errors import bad_field, invalid_argument
+from server.kernel.call_context import current_call
+from server.kernel.config import GatewayConfig
+from server.kernel.errors import bad_field, invalid_argument
 from server.fallback.attempts import Attempt, Outcome
 from server.fallback.chain import ChainBuilder, Target
 from server.fallback.router import StreamStarted

@@ -13,8 +13,8 @@ from llmgateway.v1 import retrieval_pb2 as pb
 from llmgateway.v1 import retrieval_pb2_grpc as pb_grpc
 
 from server import wire
-from server.config import RagConfig
-from server.errors import FieldViolation, invalid_argument
+from server.kernel.config import RagConfig
+from server.kernel.errors import FieldViolation, invalid_argument
 from server.rag.chunking import ChunkingParams
 from server.rag.ingest import DocumentInput, Ingestor, Outcome
 from server.rag.namespaces import namespace_problem

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 
 from server.auth.tokens import AuthError, TokenVerifier, parse_authorization
-from server.call_context import current_call
-from server.errors import Fault, GatewayError
+from server.kernel.call_context import current_call
+from server.kernel.errors import Fault, GatewayError
 from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 
 _GEN = "/llmgateway.v1.GenerationService/"

@@ -14,14 +14,14 @@ from typing import Any
 
 import grpc
 
-from server.call_context import current_call
-from server.config import LimitRule
-from server.errors import Fault, GatewayError, QuotaViolation
+from server.kernel.call_context import current_call
+from server.kernel.config import LimitRule
+from server.kernel.errors import Fault, GatewayError, QuotaViolation
 from server.interceptors.auth import METHOD_SCOPES
 from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
-from server.metrics import Metrics
+from server.kernel.metrics import Metrics
 from server.ratelimit.rules import RateLimiter, Rule
-from server.tokens import estimate_tokens_of_chars
+from server.kernel.tokens import estimate_tokens_of_chars
 
 DEFAULT_OUTPUT_ESTIMATE = 256
 
@@ -47,7 +47,7 @@ def compile_rules(rules: list[LimitRule]) -> list[_Check]:
 
 
 def request_tokens(request: Any) -> int:
-    """The request's expected tokens (server/tokens.py's policy) plus its output cap."""
+    """The request's expected tokens (server/kernel/tokens.py's policy) plus its output cap."""
     chars = len(getattr(request, "system_instruction", ""))
     for message in getattr(request, "messages", ()):
         chars += len(message.content) + sum(len(p.text) for p in message.parts)

@@ -22,10 +22,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from server.call_context import CallContext, current_call, trace_trailers
-from server.errors import GatewayError
+from server.kernel.call_context import CallContext, current_call, trace_trailers
+from server.kernel.errors import GatewayError
 from server.interceptors.wrapping import HandlerCache, is_public
-from server.metrics import Metrics
+from server.kernel.metrics import Metrics
 from server.status import GRPC_CODES, abort, internal_error
 
 log = logging.getLogger("llmgw.rpc")

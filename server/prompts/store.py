@@ -148,7 +148,7 @@ def read_template_files(paths: Iterable[Path]) -> list[PromptTemplate]:
 
 async def load_default_prompts(database_url: str) -> int:
     """``llmgw migrate``: load the canonical templates with their own short-lived engine."""
-    from server.db.engine import create_engine
+    from server.kernel.db.engine import create_engine
 
     engine = create_engine(database_url, pool_size=1)
     try:

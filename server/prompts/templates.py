@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from server.errors import FieldViolation, GatewayError, invalid_argument
+from server.kernel.errors import FieldViolation, GatewayError, invalid_argument
 from server.prompts.render import MissingVariables, Renderer
 
 
@@ -73,7 +73,7 @@ def validate_template(template: PromptTemplate, prefix: str = "template") -> Non
 
 
 def not_found(key: str, version: int) -> GatewayError:
-    from server.errors import Fault
+    from server.kernel.errors import Fault
 
     what = f"version {version} of prompt {key!r}" if version else f"an active prompt {key!r}"
     return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no {what}",

@@ -14,7 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
-from server.config import EmbedderConfig, GatewayConfig, ProviderConfig
+from server.kernel.config import EmbedderConfig, GatewayConfig, ProviderConfig
 from server.providers.base import Provider
 from server.rag.embedders import Embedder, EmbedderSet, embedder_set
 

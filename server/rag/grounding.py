@@ -3,7 +3,7 @@
 The block goes into the system instruction (not a user turn) so the caller's
 conversation stays as they sent it; each chunk gets a label ``[n]`` that the model is
 told to cite and that comes back in ``citations``. Tokens are estimated with the
-gateway's one policy (server/tokens.py): the vendor's tokenizer is not known here, and
+gateway's one policy (server/kernel/tokens.py): the vendor's tokenizer is not known here, and
 the limit is a cap on prompt growth, not an exact count.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server.rag.store import Hit
-from server.tokens import CHARS_PER_TOKEN, estimate_tokens
+from server.kernel.tokens import CHARS_PER_TOKEN, estimate_tokens
 
 INSTRUCTION = (
     "Answer using the sources below. Cite every source you use by its label in square "

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from server.errors import Fault, FieldViolation, GatewayError, bad_field, invalid_argument
+from server.kernel.errors import Fault, FieldViolation, GatewayError, bad_field, invalid_argument
 from server.rag.chunking import ChunkingParams, split_text
 from server.rag.embedders import EmbedderSet, UnknownEmbedder
 from server.rag.store import ChunkRecord, DocumentRecord, Namespace, RagStore

@@ -19,7 +19,7 @@ from enum import Enum
 
 import numpy as np
 
-from server.errors import bad_field
+from server.kernel.errors import bad_field
 from server.rag.embedders import EmbedderSet
 from server.rag.ingest import namespace_not_found
 from server.rag.store import Filters, Hit, RagStore

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.config import RagConfig
+from server.kernel.config import RagConfig
 from server.rag.embedders import EmbedderSet, local_embedders
 from server.rag.ingest import Ingestor
 from server.rag.retrieve import Retriever

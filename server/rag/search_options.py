@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from server.config import RagConfig
-from server.errors import FieldViolation
+from server.kernel.config import RagConfig
+from server.kernel.errors import FieldViolation
 from server.rag.namespaces import namespace_problem
 from server.rag.retrieve import Mode, SearchRequest
 from server.rag.store import Filters

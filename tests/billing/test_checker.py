@@ -13,7 +13,7 @@ import pytest
 
 from server.billing.pricing import PriceList
 from server.billing.runtime import BillingRuntime, BillingSettings, asyncpg_url
-from server.db.migrate import upgrade
+from server.kernel.db.migrate import upgrade
 from tests.billing.test_multiprocess import ledger_check
 
 

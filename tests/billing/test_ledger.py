@@ -11,7 +11,7 @@ from server.billing.checker import check_ledger
 from server.billing.ledger import Ledger
 from server.billing.pricing import Metered, Price
 from server.billing.runtime import BillingRuntime
-from server.errors import Fault, GatewayError
+from server.kernel.errors import Fault, GatewayError
 from tests.billing.conftest import unique
 
 

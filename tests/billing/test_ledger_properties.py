@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 
 from server.billing.checker import check_ledger
 from server.billing.runtime import BillingRuntime, BillingSettings
-from server.errors import GatewayError
+from server.kernel.errors import GatewayError
 from tests.billing.conftest import PRICES, unique
 
 amounts = st.integers(min_value=1, max_value=2_000)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from server.config import GatewayConfig
+from server.kernel.config import GatewayConfig
 from server.fallback.balance import weighted_order
 from server.fallback.breaker import BreakerBoard, BreakerPolicy, BreakerState, CircuitBreaker
 from server.fallback.retry_allowance import RetryAllowance

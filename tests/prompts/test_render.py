@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from server.errors import GatewayError
+from server.kernel.errors import GatewayError
 from server.prompts.render import MissingVariables, Renderer, placeholders, substitute
 from server.prompts.templates import PromptTemplate, render
 

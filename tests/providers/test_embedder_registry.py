@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from server.config import GatewayConfig
+from server.kernel.config import GatewayConfig
 from server.providers.base import Provider
 from server.providers.gemini import GeminiEmbedder
 from server.providers.openai import OpenAIEmbedder

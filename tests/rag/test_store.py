@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.db.engine import create_engine
+from server.kernel.db.engine import create_engine
 from server.rag.store import ChunkRecord, DocumentRecord, Filters, HnswSettings, RagStore
 
 DIM = 384

@@ -14,7 +14,7 @@ from llmgateway.v1 import retrieval_pb2 as pb
 from llmgateway.v1 import retrieval_pb2_grpc
 from sqlalchemy import text
 
-from server.db.engine import create_engine
+from server.kernel.db.engine import create_engine
 from server.rag.store import index_name_for
 from simulator.testing import SimulatorProcess
 from tests.rag.conftest import RAG_AUTH

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from server.app import Gateway
 from server.auth.tokens import mint_token
-from server.config import DEFAULT_CONFIG, GatewayConfig
+from server.kernel.config import DEFAULT_CONFIG, GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET = "test-secret-for-the-llm-gateway-suite-0123456789"

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.db.embedded import async_url
+from server.kernel.db.embedded import async_url
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]

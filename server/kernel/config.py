@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "gateway.yaml"
+DEFAULT_CONFIG = Path(__file__).parents[1] / "defaults" / "gateway.yaml"
 ENV_PREFIX = "LLMGW_"
 
 

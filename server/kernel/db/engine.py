@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from server.db.embedded import async_url
+from server.kernel.db.embedded import async_url
 
 
 def create_engine(url: str, pool_size: int) -> AsyncEngine:

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NoOpTracer, Tracer
 from pythonjsonlogger.json import JsonFormatter
 
-from server.call_context import current_call
-from server.config import LoggingConfig, TracingConfig
+from server.kernel.call_context import current_call
+from server.kernel.config import LoggingConfig, TracingConfig
 
 
 class _TraceIdFilter(logging.Filter):
