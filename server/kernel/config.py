@@ -112,7 +112,12 @@ class ProviderConfig(_Strict):
     requires_api_key: bool = Field(True, description="false for local endpoints (simulator)")
     timeout_s: float = Field(60.0, gt=0, description="longest one attempt may take (unary: the "
                              "whole call; streams: until the first token)")
-    max_connections: int = Field(200, ge=1)
+    max_connections: int = Field(
+        1000, ge=1, description="HTTP connections to this provider per process. A stream holds "
+        "its connection for its whole length (often tens of seconds), so the cap must cover the "
+        "concurrent streams one process serves; a call that finds no free connection within its "
+        "attempt's time fails as pool_exhausted and falls back. Bedrock: botocore's pool per "
+        "region client")
     region: str = Field("", description="default region (bedrock: the AWS region)")
     failover_regions: list[str] = Field(
         [], description="regions tried after the preferred one; each is its own target")

@@ -19,7 +19,10 @@ import httpx2
 from anthropic import AsyncAnthropic
 
 from server.providers.base import (
+    CONNECTION_FAILED,
+    MAX_ECHO_CHARS,
     NO_UPDATE,
+    READ_TIMEOUT,
     ChatMessage,
     Completion,
     ErrorKind,
@@ -35,6 +38,8 @@ from server.providers.base import (
     check_key,
     drive_stream,
     map_params,
+    transport_error,
+    unreadable,
 )
 from server.providers.headers import retry_after_s
 from server.providers.messages import merge_consecutive_roles
@@ -123,14 +128,18 @@ def map_usage(usage: Any, into: Usage | None = None) -> Usage:
 
 
 def classify(exc: Exception) -> ProviderError:
-    """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
+    """Map an SDK or transport exception to the taxonomy (the message never holds keys).
+    The connection's own failures (refused, no pooled connection) are told apart first:
+    the SDK files a pool wait under its timeout class."""
+    if (precise := transport_error(exc)) is not None:
+        return precise
     if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
+        return ProviderError(ErrorKind.TIMEOUT, READ_TIMEOUT)
     if isinstance(exc, anthropic.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", {}) if isinstance(body.get("error"), dict) else {}
         vendor_type = str(error.get("type") or "")
-        vendor_message = str(error.get("message") or "")[:300]
+        vendor_message = str(error.get("message") or "")[:MAX_ECHO_CHARS]
         status = exc.status_code
         kind = ERROR_TYPES.get(vendor_type) or STATUS_KINDS.get(status) or (
             ErrorKind.UNAVAILABLE if status >= 500 or status < 400 else ErrorKind.INVALID_REQUEST)
@@ -141,7 +150,9 @@ def classify(exc: Exception) -> ProviderError:
         return ProviderError(kind, message, status=status, retry_after_s=retry_after_s(
             exc.response.headers if exc.response is not None else None))
     if isinstance(exc, (anthropic.APIConnectionError, httpx2.HTTPError)):
-        return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
+        return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_FAILED)
+    if (garbled := unreadable(exc)) is not None:
+        return garbled
     if isinstance(exc, anthropic.APIError):
         return ProviderError(ErrorKind.UNAVAILABLE, "the vendor stream failed")
     raise exc

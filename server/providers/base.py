@@ -17,7 +17,8 @@ reads and embedding in batches.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import errno
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -39,6 +40,10 @@ class ErrorKind(StrEnum):
     CONTEXT_TOO_LONG = "context_too_long"
     CONTENT_FILTERED = "content_filtered"
     NOT_FOUND = "not_found"
+    # Our own HTTP client had no free connection to the vendor within the attempt's time:
+    # not the vendor's fault (so no breaker failure), not worth retrying the same target
+    # (the pool stays full), but another target has its own pool: fall back.
+    POOL_EXHAUSTED = "pool_exhausted"
 
 
 # Retrying the same target can help only for these.
@@ -48,11 +53,32 @@ RETRYABLE_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, Error
 FINAL_KINDS = frozenset({ErrorKind.INVALID_REQUEST, ErrorKind.CONTEXT_TOO_LONG})
 
 
+# The longest vendor or caller text an error message may carry: errors reach callers,
+# logs and attempt lists, and none of them should grow with what a vendor or caller sent.
+MAX_ECHO_CHARS = 200
+
+# The messages of the failures every adapter reports the same way.
+INCOMPLETE_STREAM = "the vendor's stream ended without its final event"
+UNREADABLE_ANSWER = "the vendor's answer could not be read"
+CONNECTION_REFUSED = "connection refused by the vendor"
+CONNECTION_FAILED = "connection to the vendor failed"
+POOL_EXHAUSTED_MESSAGE = "no free connection to the vendor within the attempt's time"
+READ_TIMEOUT = "the vendor did not answer in time"
+
+
+def bounded(text: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (marked with an ellipsis when cut)."""
+    value = str(text)
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
 class ProviderError(Exception):
-    """A classified vendor failure. ``message`` is safe to show to callers."""
+    """A classified vendor failure. ``message`` is safe to show to callers, and bounded
+    (vendor and caller text in it is capped at ``MAX_ECHO_CHARS``)."""
 
     def __init__(self, kind: ErrorKind, message: str, *, retry_after_s: float | None = None,
                  status: int | None = None) -> None:
+        message = bounded(message, 2 * MAX_ECHO_CHARS)
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -77,6 +103,65 @@ def check_key(provider: str, missing: bool) -> None:
     if missing:
         raise ProviderError(ErrorKind.AUTH, f"no API key is configured for provider "
                             f"{provider!r}")
+
+
+def _causes(exc: BaseException, limit: int = 16) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or during (``__cause__``, ``__context__``, the
+    members of exception groups), breadth first and bounded: SDKs wrap transport errors
+    in their own classes, several layers deep."""
+    pending, seen = [exc], 0
+    while pending and seen < limit:
+        link = pending.pop(0)
+        seen += 1
+        yield link
+        if isinstance(link, BaseExceptionGroup):
+            pending.extend(link.exceptions)
+        pending.extend(e for e in (link.__cause__, link.__context__) if e is not None)
+
+
+def _raised_in(exc: BaseException, function: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def transport_error(exc: BaseException) -> ProviderError | None:
+    """The precise kind of a failure below the vendor's API — the connection itself —
+    whatever SDK wrapped it, or None when it is not one of these:
+
+    * a refused connection (ECONNREFUSED anywhere in the chain: aiohttp's
+      ClientConnectorError, httpx's ConnectError, botocore's EndpointConnectionError all
+      carry it) is ``unavailable`` "connection refused" — never ``timeout``, even where an
+      SDK files it under a timeout class;
+    * our own pool having no free connection in time (httpx/httpcore ``PoolTimeout``, or
+      aiohttp's connect timeout that fired while queued for a connection slot) is
+      ``pool_exhausted``: the vendor never saw the call.
+    """
+    for link in _causes(exc):
+        if isinstance(link, ConnectionRefusedError) or (
+                isinstance(link, OSError) and link.errno == errno.ECONNREFUSED):
+            return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_REFUSED)
+    for link in _causes(exc):
+        if type(link).__name__ == "PoolTimeout" or _raised_in(
+                link, "_wait_for_available_connection"):
+            return ProviderError(ErrorKind.POOL_EXHAUSTED, POOL_EXHAUSTED_MESSAGE)
+    return None
+
+
+def unreadable(exc: BaseException) -> ProviderError | None:
+    """A 200 answer whose body does not parse (cut mid-JSON, wrong shape): ``unavailable``
+    and retryable — the next attempt may get a whole answer — rather than an exception
+    that would escape as an internal error. Covers ``json.JSONDecodeError`` (a
+    ``ValueError``) and pydantic's ``ValidationError`` (also a ``ValueError``), wherever
+    in the chain an SDK put them."""
+    for link in _causes(exc):
+        if isinstance(link, ValueError) and (
+                type(link).__name__ in ("JSONDecodeError", "ValidationError")):
+            return ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+    return None
 
 
 class ErrorScope:
@@ -222,6 +307,12 @@ async def drive_stream(open_upstream: Callable[[], Awaitable[Upstream]], transla
     """Every adapter's ``stream``: open the vendor stream, send each event's text as a
     ``TextChunk``, then one ``StreamDone`` with the last finish reason and usage reported.
 
+    Completeness is part of the contract: a vendor stream is whole only when it carried
+    the vendor's final event (the update with a ``finish``). One that ends cleanly
+    without it — a proxy or vendor cutting the body short — raises ``unavailable``
+    (``INCOMPLETE_STREAM``) instead of passing a partial answer on as a success: before
+    the first text the router fails over; after it, the caller's stream ends in error.
+
     ``open_upstream`` runs at the first read (as an async generator's body would), so a
     stream that is never read never calls the vendor. The error scope wraps the whole loop,
     not each event, and nothing is allocated per event here beyond the vendor's update and
@@ -230,17 +321,21 @@ async def drive_stream(open_upstream: Callable[[], Awaitable[Upstream]], transla
     """
     with errors:
         upstream = await open_upstream()
-    finish, usage = FinishReason.UNSPECIFIED, Usage()
+    finish: FinishReason | None = None
+    usage = Usage()
     try:
         with errors:
             async for event in upstream:
                 update = translate(event, usage)
                 if update.text:
                     yield TextChunk(update.text)
-                finish = update.finish or finish
+                if update.finish is not None:
+                    finish = update.finish
                 usage = update.usage or usage
     finally:
         await upstream.close()
+    if finish is None:
+        raise ProviderError(ErrorKind.UNAVAILABLE, INCOMPLETE_STREAM)
     yield StreamDone(finish, usage)
 
 

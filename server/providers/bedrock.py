@@ -6,31 +6,52 @@ stream) runs in a bounded thread pool passed in by the caller, never on the even
 the pool's size caps how many Bedrock calls are in flight. A stream is read one event
 per executor job, so a caller that stops reading (cancels, or the router's deadline
 passes) stops the reads at once, and closing the iterator closes the HTTP response from
-the consumer side. A blocking unary call cannot be interrupted once sent: a cancelled
-one is abandoned (its result discarded) and ends at the client's read timeout.
+the consumer side.
 
-Clients are cached per region (each region is a separate target to the router) and use
-the standard AWS credential chain (environment, profile, instance role) unless explicit
-credentials are passed in. botocore's retries are off: retrying is the router's decision.
+A blocking call (Converse, or ConverseStream until its response headers arrive) is
+cancelled through its ``_CallHandle``: each region's client uses connection classes that
+register the connection a call is waiting on, and cancelling shuts that socket down from
+the event loop's thread, so the vendor sees the caller leave at once and the executor
+thread is freed. An event stream that still arrives after its caller left is closed the
+moment its call returns: no upstream request is ever left open.
+
+Clients are cached per region (each region is a separate target to the router), only
+for the regions configured for this provider (``regions``): a request naming any other
+region is refused, so callers cannot make the gateway build clients without bound. They
+use the standard AWS credential chain (environment, profile, instance role) unless
+explicit credentials are passed in. botocore's retries are off: retrying is the router's
+decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from concurrent.futures import Executor, Future
 from functools import partial
 from typing import Any
 
 import boto3
 import botocore.exceptions as boto_errors
 import urllib3.exceptions as urllib3_errors
+from botocore.awsrequest import (
+    AWSHTTPConnection,
+    AWSHTTPConnectionPool,
+    AWSHTTPSConnection,
+    AWSHTTPSConnectionPool,
+)
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 
 from server.providers.base import (
+    CONNECTION_FAILED,
+    MAX_ECHO_CHARS,
     NO_UPDATE,
+    READ_TIMEOUT,
+    UNREADABLE_ANSWER,
     Completion,
     DeadlineEvents,
     ErrorKind,
@@ -44,8 +65,11 @@ from server.providers.base import (
     Upstream,
     Usage,
     VendorEmbedder,
+    bounded,
     drive_stream,
     map_params,
+    transport_error,
+    unreadable,
 )
 from server.providers.messages import merge_consecutive_roles
 
@@ -125,15 +149,20 @@ def map_usage(usage: dict[str, Any] | None) -> Usage:
 
 
 def classify(exc: BaseException) -> ProviderError:
-    """Map a botocore exception to the taxonomy (the message never holds credentials)."""
+    """Map a botocore exception to the taxonomy (the message never holds credentials).
+    A refused connection (``EndpointConnectionError`` carrying ECONNREFUSED) is told
+    apart first; a body that does not parse (botocore's ``ResponseParserError``, or the
+    JSON errors of a cut body) is ``unavailable`` and retryable."""
+    if (precise := transport_error(exc)) is not None:
+        return precise
     if isinstance(exc, TimeoutError | boto_errors.ReadTimeoutError |
                   boto_errors.ConnectTimeoutError):
-        return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
+        return ProviderError(ErrorKind.TIMEOUT, READ_TIMEOUT)
     if isinstance(exc, boto_errors.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        vendor_message = str(error.get("Message", ""))[:300]
+        vendor_message = str(error.get("Message", ""))[:MAX_ECHO_CHARS]
         kind = ERROR_CODES.get(code.lower())
         if status in (408, 504):  # a gateway timeout, whatever code the body names
             kind = ErrorKind.TIMEOUT
@@ -147,8 +176,10 @@ def classify(exc: BaseException) -> ProviderError:
         return ProviderError(kind, message, status=status)
     if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
         return ProviderError(ErrorKind.AUTH, "no AWS credentials were found")
+    if isinstance(exc, ResponseParserError) or unreadable(exc) is not None:
+        return ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
     if isinstance(exc, boto_errors.BotoCoreError | urllib3_errors.HTTPError | OSError):
-        return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
+        return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_FAILED)
     raise exc
 
 
@@ -167,11 +198,85 @@ def translate_event(event: dict[str, Any], usage: Usage) -> StreamUpdate:
     return NO_UPDATE
 
 
+class _CallHandle:
+    """One blocking boto3 call's connection, so that a caller who leaves can cut it.
+
+    The call's thread attaches the connection it is about to wait on (see
+    ``_tracked_connections``); ``cancel`` — from the event loop's thread — shuts that
+    socket down, which ends the blocked read at once and tells the vendor the caller left.
+    A connection attached after ``cancel`` is cut on arrival."""
+
+    __slots__ = ("_cancelled", "_connection", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._cancelled = False
+
+    def attach(self, connection: Any) -> None:
+        with self._lock:
+            self._connection = connection
+            cancelled = self._cancelled
+        if cancelled:
+            _cut(connection)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            connection = self._connection
+        if connection is not None:
+            _cut(connection)
+
+
+def _cut(connection: Any) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to cut
+
+
+def _tracked_connections(calls: threading.local) -> dict[str, type]:
+    """HTTP(S) connection-pool classes whose connections attach themselves to the
+    ``_CallHandle`` of the call running in the current thread (``calls.handle``) just
+    before they wait for the response: the moment a cancelled call could block."""
+
+    def tracked(base: type) -> type:
+        def getresponse(self: Any, *args: Any, **kwargs: Any) -> Any:
+            handle: _CallHandle | None = getattr(calls, "handle", None)
+            if handle is not None:
+                handle.attach(self)
+            return base.getresponse(self, *args, **kwargs)
+
+        return type(f"Tracked{base.__name__}", (base,), {"getresponse": getresponse})
+
+    return {
+        "http": type("TrackedHTTPPool", (AWSHTTPConnectionPool,),
+                     {"ConnectionCls": tracked(AWSHTTPConnection)}),
+        "https": type("TrackedHTTPSPool", (AWSHTTPSConnectionPool,),
+                      {"ConnectionCls": tracked(AWSHTTPSConnection)}),
+    }
+
+
+def _close_if_stream(work: Future[Any]) -> None:
+    """Done-callback of an abandoned call: an event stream that arrived after its caller
+    left is closed at once (its connection is never left open)."""
+    if work.cancelled() or work.exception() is not None:
+        return
+    result = work.result()
+    if hasattr(result, "close"):
+        result.close()
+
+
 class _ThreadedEvents:
     """A ConverseStream response read one event per executor job, so a reader that stops
-    (cancelled, or past its deadline) stops the reads at once. ``aclose`` closes the HTTP
-    response from the consumer side: the vendor sees the disconnect even while an executor
-    thread is blocked reading it."""
+    (cancelled, or past its deadline) stops the reads at once. ``aclose`` first cuts the
+    socket of a response still holding its connection (a thread blocked reading it would
+    otherwise keep it open until the vendor's next byte), then closes the response: the
+    vendor sees the disconnect at once. A response read to its end has already handed its
+    connection back to the pool, and that connection is left alone."""
 
     def __init__(self, event_stream: Any, run: Callable[..., Awaitable[Any]]) -> None:
         self._stream = event_stream
@@ -188,6 +293,10 @@ class _ThreadedEvents:
         return event
 
     async def aclose(self) -> None:
+        raw = getattr(self._stream, "_raw_stream", None)  # botocore's urllib3 response
+        connection = getattr(raw, "connection", None)
+        if connection is not None:
+            _cut(connection)
         self._stream.close()
 
 
@@ -196,9 +305,13 @@ class BedrockProvider:
 
     def __init__(self, name: str, *, default_region: str, endpoint_url: str | None,
                  timeout_s: float, executor: Executor, max_connections: int,
-                 credentials: tuple[str, str] | None = None) -> None:
+                 credentials: tuple[str, str] | None = None,
+                 regions: Collection[str] = ()) -> None:
         self.name = name
         self._default_region = default_region or "us-east-1"
+        # The regions a request may name: the configured ones (default, failover, routes).
+        self._regions = frozenset(regions) | {self._default_region}
+        self._calls = threading.local()  # the _CallHandle of each executor thread's call
         self._endpoint_url = endpoint_url
         self._executor = executor
         self._config = Config(
@@ -221,8 +334,18 @@ class BedrockProvider:
         """Run a blocking boto3 call in this provider's bounded thread pool."""
         return await self._run(fn, *args)
 
+    def check_region(self, region: str) -> str:
+        """``region`` when it is configured for this provider; else ``invalid_request``
+        (a request cannot make the gateway build clients for regions without bound)."""
+        if region not in self._regions:
+            raise ProviderError(ErrorKind.INVALID_REQUEST, f"region {bounded(region)!r} is not "
+                                f"configured for provider {self.name!r}")
+        return region
+
     def _client(self, region: str) -> Any:
-        """The region's client, created once (creation reads the service model: slow)."""
+        """The region's client, created once (creation reads the service model: slow),
+        its connections tracked so a cancelled call can be cut (``_CallHandle``)."""
+        self.check_region(region)
         with self._lock:
             client = self._clients.get(region)
             if client is None:
@@ -233,11 +356,34 @@ class BedrockProvider:
                     if self._endpoint_url else None
                 client = session.client("bedrock-runtime", region_name=region,
                                         endpoint_url=endpoint, config=self._config)
+                http = getattr(client._endpoint, "http_session", None)
+                pools = getattr(http, "_pool_classes_by_scheme", None)
+                if isinstance(pools, dict):  # shared by botocore's pool managers
+                    pools.update(_tracked_connections(self._calls))
                 self._clients[region] = client
             return client
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A blocking vendor call in the thread pool that the caller can leave: cancelled
+        (or timed out), its connection is cut at once and a late result closed."""
+        handle = _CallHandle()
+        work = self._executor.submit(self._tracked, handle, fn, *args)
+        try:
+            return await asyncio.wrap_future(work)
+        except BaseException:
+            handle.cancel()
+            work.add_done_callback(_close_if_stream)
+            raise
+
+    def _tracked(self, handle: _CallHandle, fn: Callable[..., Any], *args: Any) -> Any:
+        self._calls.handle = handle
+        try:
+            return fn(*args)
+        finally:
+            self._calls.handle = None
 
     def _converse(self, region: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return self._client(region).converse(**kwargs)
@@ -246,10 +392,14 @@ class BedrockProvider:
         return self._client(region).converse_stream(**kwargs)["stream"]
 
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
-        region = request.region or self._default_region
+        region = self.check_region(request.region or self._default_region)
         with ERRORS:
             async with asyncio.timeout(timeout_s):
-                response = await self._run(self._converse, region, build_request(request))
+                response = await self._call(self._converse, region, build_request(request))
+        if "output" not in response or "stopReason" not in response:
+            # botocore answers a body it cannot parse with just its metadata, no error:
+            # an answer without Converse's required members is a cut or garbled body.
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
         content = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(block.get("text", "") for block in content)
         finish = FINISH_REASONS.get(response.get("stopReason", ""), FinishReason.UNSPECIFIED)
@@ -262,11 +412,11 @@ class BedrockProvider:
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
         """The region's ConverseStream, read in the thread pool, every read (and the
         opening call) bounded by this attempt's deadline."""
-        region = request.region or self._default_region
+        region = self.check_region(request.region or self._default_region)
         deadline = asyncio.get_running_loop().time() + timeout_s
         async with asyncio.timeout_at(deadline):
-            event_stream = await self._run(self._converse_stream, region,
-                                           build_request(request))
+            event_stream = await self._call(self._converse_stream, region,
+                                            build_request(request))
         return DeadlineEvents(_ThreadedEvents(event_stream, self._run), deadline)
 
     async def aclose(self) -> None:

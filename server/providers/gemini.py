@@ -7,13 +7,27 @@ blocks come back as a blocked prompt (no candidates: a ``content_filtered`` erro
 ``SAFETY`` finish (a ``content_filter`` finish); errors are google.rpc statuses whose
 ``RetryInfo`` detail carries the retry delay. The SDK's own retries (including its
 implicit retry of connection errors) are off: retrying is the router's decision.
+
+The adapter owns the SDK's aiohttp session (made on first use, inside the event loop):
+its connector caps connections at ``max_connections``, and a trace hook hands each
+response to the stream that asked for it (``_Responses``). Why: the SDK reads a stream
+through several nested async generators and closing the outer one leaves the inner ones
+— and the HTTP response — to the garbage collector, so a cancelled stream would hold its
+upstream open for an unpredictable time. Holding the response, the adapter closes it
+itself.
+
+Model ids travel in the URL path (``models/{model}:generateContent``): ``build_request``
+refuses any with URL-significant characters before a request is made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -23,6 +37,9 @@ from google import genai
 from google.genai import errors, types
 
 from server.providers.base import (
+    CONNECTION_FAILED,
+    MAX_ECHO_CHARS,
+    READ_TIMEOUT,
     Completion,
     DeadlineEvents,
     ErrorKind,
@@ -36,9 +53,12 @@ from server.providers.base import (
     Upstream,
     Usage,
     VendorEmbedder,
+    bounded,
     check_key,
     drive_stream,
     map_params,
+    transport_error,
+    unreadable,
 )
 from server.providers.headers import retry_after_s
 
@@ -96,9 +116,23 @@ def build_config(request: ProviderRequest, timeout_s: float) -> types.GenerateCo
     return types.GenerateContentConfig(**fields)
 
 
+# A model id as it may appear in the URL path: an optional resource prefix, then letters,
+# digits, dots, dashes and underscores. Nothing that means something in a URL (?, #, /,
+# %, spaces), no "..".
+MODEL_ID = re.compile(r"(?:(?:models|tunedModels)/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_model(model: str) -> str:
+    """``model`` when it is a well-formed Gemini model id; else ``invalid_request``."""
+    if MODEL_ID.fullmatch(model) is None or ".." in model:
+        raise ProviderError(ErrorKind.INVALID_REQUEST,
+                            f"{bounded(model)!r} is not a valid Gemini model id")
+    return model
+
+
 def build_request(request: ProviderRequest, timeout_s: float) -> dict[str, Any]:
     """The keyword arguments of ``generate_content`` / ``generate_content_stream``."""
-    return {"model": request.model, "contents": build_contents(request),
+    return {"model": check_model(request.model), "contents": build_contents(request),
             "config": build_config(request, timeout_s)}
 
 
@@ -139,9 +173,13 @@ def _retry_delay(body: Any) -> float | None:
 
 
 def classify(exc: BaseException) -> ProviderError:
-    """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
+    """Map an SDK or transport exception to the taxonomy (the message never holds keys).
+    The connection's own failures (refused, no pooled connection) are told apart first:
+    aiohttp raises a pool wait as a timeout."""
+    if (precise := transport_error(exc)) is not None:
+        return precise
     if isinstance(exc, TimeoutError):
-        return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
+        return ProviderError(ErrorKind.TIMEOUT, READ_TIMEOUT)
     if isinstance(exc, errors.APIError):
         code = exc.code or 0
         reasons = [ERROR_REASONS.get(str(d.get("reason"))) for d in _details(exc.details,
@@ -149,7 +187,7 @@ def classify(exc: BaseException) -> ProviderError:
         kind = next((k for k in reasons if k is not None), None) or \
             STATUS_NAMES.get(exc.status or "") or HTTP_KINDS.get(code) or (
                 ErrorKind.UNAVAILABLE if code >= 500 else ErrorKind.INVALID_REQUEST)
-        vendor_message = str(exc.message or "")[:300]
+        vendor_message = str(exc.message or "")[:MAX_ECHO_CHARS]
         if kind is ErrorKind.INVALID_REQUEST and "token count" in vendor_message.lower() \
                 and "exceeds" in vendor_message.lower():
             kind = ErrorKind.CONTEXT_TOO_LONG
@@ -161,7 +199,9 @@ def classify(exc: BaseException) -> ProviderError:
             f"the vendor rejected the request ({code})"
         return ProviderError(kind, message, status=code, retry_after_s=retry)
     if isinstance(exc, (aiohttp.ClientError, httpx.HTTPError, httpx2.HTTPError, OSError)):
-        return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
+        return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_FAILED)
+    if (garbled := unreadable(exc)) is not None:
+        return garbled
     raise exc
 
 
@@ -199,31 +239,83 @@ def translate_event(chunk: types.GenerateContentResponse, usage: Usage) -> Strea
     return StreamUpdate(text, finish, reported)
 
 
+# The responses opened by the stream currently reading (set only around its reads).
+_OPENED: ContextVar[list[aiohttp.ClientResponse] | None] = ContextVar("gemini_opened",
+                                                                      default=None)
+
+
+async def _on_response(session: aiohttp.ClientSession, context: SimpleNamespace,
+                       params: aiohttp.TraceRequestEndParams) -> None:
+    """aiohttp trace hook: a response arrived; hand it to the stream that asked for it."""
+    opened = _OPENED.get()
+    if opened is not None:
+        opened.append(params.response)
+
+
+class _Responses:
+    """The SDK's stream, plus the HTTP responses its reads opened: closing it closes the
+    SDK's generators and then those responses, so the upstream closes at once."""
+
+    __slots__ = ("_events", "_opened")
+
+    def __init__(self, events: AsyncIterator[Any]) -> None:
+        self._events = events
+        self._opened: list[aiohttp.ClientResponse] = []
+
+    def __aiter__(self) -> _Responses:
+        return self
+
+    async def __anext__(self) -> Any:
+        token = _OPENED.set(self._opened)
+        try:
+            return await self._events.__anext__()
+        finally:
+            _OPENED.reset(token)
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()  # type: ignore[attr-defined]
+        finally:
+            for response in self._opened:
+                response.close()
+
+
 class GeminiProvider:
     """Adapter for one configured Gemini API endpoint (API key auth)."""
 
     def __init__(self, name: str, *, base_url: str | None, api_key: str | None,
-                 timeout_s: float) -> None:
+                 timeout_s: float, max_connections: int = 1000) -> None:
         self.name = name
         self._missing_key = api_key is None
-        options = types.HttpOptions(
+        self._api_key = api_key or "unset"
+        self._options = types.HttpOptions(
             base_url=base_url, timeout=int(timeout_s * 1000),
             retry_options=types.HttpRetryOptions(attempts=1))
-        self._sdk = genai.Client(api_key=api_key or "unset", http_options=options)
+        self._max_connections = max_connections
+        self._sdk: genai.Client | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     def client(self) -> genai.Client:
         """The SDK client, once the key check passed: generation and embeddings call
-        through it."""
+        through it. Made on first use, in the event loop its aiohttp session needs."""
         check_key(self.name, self._missing_key)
+        if self._sdk is None:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_end.append(_on_response)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                trace_configs=[trace], trust_env=True)
+            options = self._options.model_copy(update={"aiohttp_client": self._session})
+            self._sdk = genai.Client(api_key=self._api_key, http_options=options)
         return self._sdk
 
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
         client = self.client()
         usage = Usage()
+        call = build_request(request, timeout_s)
         with ERRORS:
             async with asyncio.timeout(timeout_s):
-                response = await client.aio.models.generate_content(
-                    **build_request(request, timeout_s))
+                response = await client.aio.models.generate_content(**call)
             update = translate_event(response, usage)
         return Completion(text=update.text, finish_reason=update.finish or FinishReason.UNSPECIFIED,
                           usage=update.usage or usage)
@@ -236,14 +328,17 @@ class GeminiProvider:
         """The SDK's stream, every read (and the opening call) bounded by this attempt's
         deadline."""
         client = self.client()
+        call = build_request(request, timeout_s)
         deadline = asyncio.get_running_loop().time() + timeout_s
         async with asyncio.timeout_at(deadline):
-            upstream = await client.aio.models.generate_content_stream(
-                **build_request(request, timeout_s))
-        return DeadlineEvents(upstream, deadline)  # type: ignore[arg-type]
+            upstream = await client.aio.models.generate_content_stream(**call)
+        return DeadlineEvents(_Responses(upstream), deadline)
 
     async def aclose(self) -> None:
-        await self._sdk.aio.aclose()
+        if self._sdk is not None:
+            await self._sdk.aio.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 class GeminiEmbedder(VendorEmbedder[GeminiProvider]):

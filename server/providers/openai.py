@@ -27,6 +27,10 @@ import openai
 from openai import AsyncOpenAI, AsyncStream
 
 from server.providers.base import (
+    CONNECTION_FAILED,
+    MAX_ECHO_CHARS,
+    READ_TIMEOUT,
+    UNREADABLE_ANSWER,
     Completion,
     ErrorKind,
     ErrorScope,
@@ -42,6 +46,8 @@ from server.providers.base import (
     check_key,
     drive_stream,
     map_params,
+    transport_error,
+    unreadable,
 )
 from server.providers.headers import retry_after_s
 
@@ -86,15 +92,19 @@ def map_usage(usage: dict[str, Any] | None) -> Usage:
 
 
 def classify(exc: Exception) -> ProviderError:
-    """Map an SDK or transport exception to the taxonomy (the message never holds keys)."""
+    """Map an SDK or transport exception to the taxonomy (the message never holds keys).
+    The connection's own failures (refused, no pooled connection) are told apart first:
+    the SDK files a pool wait under its timeout class."""
+    if (precise := transport_error(exc)) is not None:
+        return precise
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(ErrorKind.TIMEOUT, "the vendor did not answer in time")
+        return ProviderError(ErrorKind.TIMEOUT, READ_TIMEOUT)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", body) if isinstance(body, dict) else {}
         code = str(error.get("code") or "") if isinstance(error, dict) else ""
-        vendor_message = str(error.get("message") or "")[:300] if isinstance(error, dict) else ""
+        vendor_message = str(error.get("message") or "")[:MAX_ECHO_CHARS] if isinstance(error, dict) else ""
         retry_after = retry_after_s(exc.response.headers if exc.response is not None else None)
         if status == 429:
             return ProviderError(ErrorKind.RATE_LIMITED, "rate limited by the vendor",
@@ -127,7 +137,9 @@ def classify(exc: Exception) -> ProviderError:
                              status=status)
     if isinstance(exc, (openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
                         aiohttp.ClientError, ConnectionError)):
-        return ProviderError(ErrorKind.UNAVAILABLE, "connection to the vendor failed")
+        return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_FAILED)
+    if (garbled := unreadable(exc)) is not None:
+        return garbled
     if isinstance(exc, openai.APIError):
         return ProviderError(ErrorKind.UNAVAILABLE, "the vendor stream failed")
     raise exc
@@ -174,6 +186,8 @@ class OpenAIProvider:
         with ERRORS:
             data = await client.post("/chat/completions", body=build_request(request),
                                      cast_to=object, options={"timeout": timeout_s})
+        if not isinstance(data, dict) or not data.get("choices"):
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
         choices = data.get("choices") or [{}]
         choice = choices[0]
         message = choice.get("message") or {}

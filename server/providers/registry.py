@@ -51,21 +51,36 @@ def _anthropic(name: str, cfg: ProviderConfig, key: str | None, executor: Execut
 def _gemini(name: str, cfg: ProviderConfig, key: str | None, executor: Executor) -> Provider:
     from server.providers.gemini import GeminiProvider
 
-    return GeminiProvider(name, base_url=cfg.base_url, api_key=key, timeout_s=cfg.timeout_s)
+    return GeminiProvider(name, base_url=cfg.base_url, api_key=key, timeout_s=cfg.timeout_s,
+                          max_connections=cfg.max_connections)
 
 
 # Signs simulator calls when no AWS credentials are configured (the simulator accepts any).
 SIMULATOR_AWS_CREDENTIALS = ("simulator", "simulator")
 
 
-def _bedrock(name: str, cfg: ProviderConfig, key: str | None, executor: Executor) -> Provider:
+def configured_regions(name: str, config: GatewayConfig) -> frozenset[str]:
+    """The regions the provider ``name`` may be called in: its default and failover
+    regions and every region a configured route (or the universal fallback) names for it.
+    A regional adapter refuses any other, so callers cannot grow its per-region clients."""
+    cfg = config.providers[name]
+    targets = [t for model in config.models.values() for t in model.targets]
+    if config.universal_fallback is not None:
+        targets.append(config.universal_fallback)
+    named = {t.region for t in targets if t.provider == name}
+    return frozenset(r for r in {cfg.region, *cfg.failover_regions, *named} if r)
+
+
+def _bedrock(name: str, cfg: ProviderConfig, key: str | None, executor: Executor,
+             regions: frozenset[str] = frozenset()) -> Provider:
     from server.providers.bedrock import BedrockProvider
 
     return BedrockProvider(
         name, default_region=cfg.region, endpoint_url=cfg.endpoint_url or cfg.base_url,
         timeout_s=cfg.timeout_s, executor=executor, max_connections=cfg.max_connections,
         # requires_api_key: false marks a local endpoint; real Bedrock uses the AWS chain.
-        credentials=None if cfg.requires_api_key else SIMULATOR_AWS_CREDENTIALS)
+        credentials=None if cfg.requires_api_key else SIMULATOR_AWS_CREDENTIALS,
+        regions=regions)
 
 
 BUILDERS: dict[str, Callable[[str, ProviderConfig, str | None, Executor], Provider]] = {
@@ -85,8 +100,10 @@ def build_provider(name: str, config: GatewayConfig, environ: Mapping[str, str],
         raise ValueError(f"providers.{name}.kind: {cfg.kind!r} adapters are not built yet")
     if cfg.kind == "bedrock" and executor is None:
         raise ValueError(f"providers.{name}: bedrock needs a thread pool executor")
-    key = None if cfg.kind == "bedrock" else _api_key(name, cfg, config, environ)
-    return builder(name, cfg, key, executor)  # type: ignore[arg-type]
+    if cfg.kind == "bedrock":
+        return _bedrock(name, cfg, None, executor,  # type: ignore[arg-type]
+                        configured_regions(name, config))
+    return builder(name, cfg, _api_key(name, cfg, config, environ), executor)  # type: ignore[arg-type]
 
 
 def build_providers(config: GatewayConfig, environ: Mapping[str, str],

@@ -53,6 +53,10 @@ def gemini_vendor(sim: SimulatorProcess) -> Vendor:
         "gemini", base_url=sim.gemini_base_url, api_key=key, timeout_s=10))
 
 
+# The regions the test Bedrock adapter is configured for (any other is refused).
+BEDROCK_REGIONS = ("us-east-1", "us-west-2", "ap-south-1", "eu-west-1", "sa-east-1")
+
+
 def bedrock_vendor(sim: SimulatorProcess, executor: ThreadPoolExecutor) -> Vendor:
     from server.providers.bedrock import BedrockProvider
 
@@ -61,7 +65,8 @@ def bedrock_vendor(sim: SimulatorProcess, executor: ThreadPoolExecutor) -> Vendo
             "bedrock", default_region="us-east-1",
             endpoint_url=sim.base_url + "/bedrock/{region}", timeout_s=10,
             executor=executor, max_connections=20,
-            credentials=None if key == SimulatorProcess.api_key else (key, "secret"))
+            credentials=None if key == SimulatorProcess.api_key else (key, "secret"),
+            regions=BEDROCK_REGIONS)
 
     return Vendor("bedrock", build, region="us-east-1")
 

@@ -210,9 +210,6 @@ async def test_a_keyless_provider_fails_as_auth_before_calling(vendor, simulator
 
 
 async def test_cancelling_a_unary_call_closes_the_upstream_connection(provider, vendor, simulator):
-    if vendor.name == "bedrock":
-        pytest.skip("a blocking boto3 call cannot be interrupted once sent: it is abandoned "
-                    "and ends at the client's read timeout (streams do close at once)")
     model = model_name(vendor, "cancel-unary")
     simulator.set_scenario(model, latency_ms=5000)
     before = simulator.stats()["client_disconnects"]
