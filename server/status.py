@@ -9,6 +9,7 @@ status-details helper can read them.
 from __future__ import annotations
 
 import logging
+import re
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -19,6 +20,28 @@ from server.kernel.errors import Fault, GatewayError
 
 DOMAIN = "llmgateway.v1"
 log = logging.getLogger(__name__)
+
+# Messages quote callers' values; a caller must not be able to make an error (or the logs
+# and dashboards that show it) as large as their request. Echoed runs are cut to ECHO_CHARS.
+ECHO_CHARS = 64
+MAX_MESSAGE_CHARS = 1024
+MAX_METADATA_CHARS = 128
+_LONG_QUOTED = re.compile(rf"'([^'\n]{{{ECHO_CHARS}}})[^'\n]+'|\"([^\"\n]{{{ECHO_CHARS}}})[^\"\n]+\"")
+_LONG_RUN = re.compile(rf"([^\s'\"…]{{{ECHO_CHARS}}})[^\s'\"…]+")
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` with every quoted value or unbroken run over ECHO_CHARS cut to ECHO_CHARS
+    + "…", and at most ``limit`` characters in all."""
+    if len(text) <= ECHO_CHARS:
+        return text
+    text = _LONG_QUOTED.sub(lambda m: f"'{m.group(1) or m.group(2)}…'", text)
+    text = _LONG_RUN.sub(lambda m: m.group(1) + "…", text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _capped(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
 
 # The one mapping from the domain's kinds of failure to gRPC status codes.
 GRPC_CODES: dict[Fault, grpc.StatusCode] = {
@@ -46,12 +69,14 @@ def _pack(message: object) -> any_pb2.Any:
 def to_status_details(error: GatewayError) -> status_pb2.Status:
     """Build the google.rpc.Status for ``error``."""
     details = [
-        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN,
-                                          metadata=error.metadata))
+        _pack(error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=DOMAIN,
+            metadata={k: _capped(v, MAX_METADATA_CHARS) for k, v in error.metadata.items()}))
     ]
     if error.violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            error_details_pb2.BadRequest.FieldViolation(field=_capped(v.field, 256),
+                                                        description=bounded(v.description, 512))
             for v in error.violations
         ])))
     if error.retry_after_s is not None:
@@ -64,7 +89,7 @@ def to_status_details(error: GatewayError) -> status_pb2.Status:
             for q in error.quota_violations
         ])))
     return status_pb2.Status(code=getattr(code_pb2, GRPC_CODES[error.code].name),
-                             message=error.message, details=details)
+                             message=bounded(error.message), details=details)
 
 
 def error_trailers(error: GatewayError, call: CallContext | None) -> tuple[tuple[str, str | bytes], ...]:
@@ -81,7 +106,8 @@ def error_trailers(error: GatewayError, call: CallContext | None) -> tuple[tuple
 async def abort(context: grpc.aio.ServicerContext, error: GatewayError,
                 call: CallContext | None) -> None:
     """End the call with ``error``'s status (raises, as grpc's abort does)."""
-    await context.abort(GRPC_CODES[error.code], error.message, error_trailers(error, call))
+    await context.abort(GRPC_CODES[error.code], bounded(error.message),
+                        error_trailers(error, call))
 
 
 def internal_error(call: CallContext | None) -> GatewayError:

@@ -19,6 +19,10 @@ from server.kernel.errors import Fault, FieldViolation, GatewayError, QuotaViola
 
 PERIODS = ("day", "month")
 METRICS = ("tokens", "spend")
+# Concurrent writers of one budget row: retried a few times, then ABORTED (never INTERNAL).
+_RACES = (asyncpg.UniqueViolationError, asyncpg.SerializationError,
+          asyncpg.DeadlockDetectedError)
+_RACE_RETRIES = 3
 
 # Current period start and the next one, per period name, computed by Postgres (UTC).
 _PERIOD_BOUNDS = """
@@ -69,7 +73,20 @@ class Budgets:
         if limit < 0:
             checks.fail("limit", "must not be negative (0 removes the budget)")
         checks.raise_if_any()
-        async with self._pool.acquire() as conn:
+        for attempt in range(_RACE_RETRIES):
+            try:
+                return await self._set(wallet_id, end_user_id, period, metric, limit)
+            except _RACES:
+                if attempt == _RACE_RETRIES - 1:
+                    raise GatewayError(Fault.ABORTED, "ABORTED",
+                                       "the budget was changed concurrently; retry") from None
+        raise AssertionError("unreachable")
+
+    async def _set(self, wallet_id: str, end_user_id: str, period: str, metric: str,
+                   limit: int) -> Budget | None:
+        """Upsert and read back in one transaction: the row stays locked until the read,
+        so a concurrent removal cannot slip in between (it waits, then applies)."""
+        async with self._pool.acquire() as conn, conn.transaction():
             exists = await conn.fetchval(
                 "SELECT 1 FROM ledger_accounts WHERE id = $1 AND kind = 'wallet'", wallet_id)
             if not exists:
@@ -85,8 +102,10 @@ class Budgets:
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (wallet_id, end_user_id, period, metric)"
                 " DO UPDATE SET limit_value = EXCLUDED.limit_value",
                 wallet_id, end_user_id, period, metric, limit)
-        budgets = await self.applicable(wallet_id, end_user_id, exact=True)
-        return next(b for b in budgets if (b.period, b.metric) == (period, metric))
+            budgets = await self._query("b.end_user_id = ANY ($2) AND b.period = $3 "
+                                        "AND b.metric = $4", wallet_id, [end_user_id], period,
+                                        metric, conn=conn)
+        return budgets[0]
 
     async def applicable(self, wallet_id: str, end_user_id: str = "",
                          exact: bool = False) -> list[Budget]:
@@ -98,8 +117,9 @@ class Budgets:
     async def all_for(self, wallet_id: str) -> list[Budget]:
         return await self._query("true", wallet_id)
 
-    async def _query(self, condition: str, *args: object) -> list[Budget]:
-        rows = await self._pool.fetch(f"""
+    async def _query(self, condition: str, *args: object,
+                     conn: asyncpg.Connection | None = None) -> list[Budget]:
+        rows = await (conn or self._pool).fetch(f"""
             WITH b AS (SELECT b.*, {_PERIOD_BOUNDS} FROM billing_budgets b
                        WHERE b.wallet_id = $1 AND {condition})
             SELECT b.*, coalesce(CASE b.metric WHEN 'tokens' THEN u.tokens ELSE u.spend END, 0)

@@ -61,6 +61,16 @@ def _config(row: Any) -> BotConfig:
                      _json(row.metadata), row.active, row.created_at)
 
 
+MAX_CONFIG_ID = 2**63 - 1  # bigserial
+
+
+def is_config_id(value: str) -> bool:
+    """A config id as stored: ASCII digits of a positive bigint (``"²"`` is a digit to
+    ``str.isdigit`` but not to ``int``; 20 digits overflow Postgres' bigint)."""
+    return (0 < len(value) <= 19 and value.isascii() and value.isdigit()
+            and 0 < int(value) <= MAX_CONFIG_ID)
+
+
 def _bot_not_found(slug: str) -> GatewayError:
     return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no bot {slug!r}",
                         metadata={"bot": slug})
@@ -158,7 +168,7 @@ class BotStore:
         return [_config(r) for r in rows]
 
     async def activate(self, bot: str, config_id: str) -> BotConfig:
-        if not config_id.isdigit():
+        if not is_config_id(config_id):
             raise invalid_argument([FieldViolation("config_id", "must be a config id")])
         async with self._engine.begin() as conn:
             if (await conn.execute(text("SELECT 1 FROM bots WHERE slug = :slug FOR UPDATE"),

@@ -65,7 +65,7 @@ def _wallet(wallet: Wallet) -> pb.Wallet:
 def _transaction_id(value: str, field: str = "transaction_id") -> int:
     if not value:
         raise bad_field(field, "required")
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise bad_field(field, "not a transaction id")
     return int(value)
 

@@ -7,15 +7,14 @@ so a new RPC is never public by accident.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from server.auth.tokens import AuthError, TokenVerifier, parse_authorization
+from server.interceptors.wrapping import WrappingInterceptor, wrap_before
 from server.kernel.call_context import current_call
 from server.kernel.errors import Fault, GatewayError
-from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 
 _GEN = "/llmgateway.v1.GenerationService/"
 _RAG = "/llmgateway.v1.RetrievalService/"
@@ -50,23 +49,12 @@ def _to_gateway_error(error: AuthError) -> GatewayError:
     return GatewayError(code, error.reason, error.message, metadata=metadata)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     """Verify the caller's JWT and the RPC's scope before the handler runs."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
-        self._cache = HandlerCache(self._wrap)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_public(method):
-            return handler
-        return self._cache.get(method, handler)
+        super().__init__()
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         scope = METHOD_SCOPES.get(method)

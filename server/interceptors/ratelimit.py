@@ -8,20 +8,19 @@ and the point of the limit is to stop the spend before it happens.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from server.interceptors.auth import METHOD_SCOPES
+from server.interceptors.wrapping import WrappingInterceptor, wrap_before
 from server.kernel.call_context import current_call
 from server.kernel.config import LimitRule
 from server.kernel.errors import Fault, GatewayError, QuotaViolation
-from server.interceptors.auth import METHOD_SCOPES
-from server.interceptors.wrapping import HandlerCache, is_public, wrap_before
 from server.kernel.metrics import Metrics
-from server.ratelimit.rules import RateLimiter, Rule
 from server.kernel.tokens import estimate_tokens_of_chars
+from server.ratelimit.rules import RateLimiter, Rule
 
 DEFAULT_OUTPUT_ESTIMATE = 256
 
@@ -58,25 +57,17 @@ def request_tokens(request: Any) -> int:
     return estimate_tokens_of_chars(chars) + output
 
 
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+class RateLimitInterceptor(WrappingInterceptor):
     """Refuse calls over their limits with RESOURCE_EXHAUSTED + RetryInfo + retry-after."""
 
     def __init__(self, limiter: RateLimiter, rules: list[LimitRule], metrics: Metrics) -> None:
         self._limiter = limiter
         self._checks = compile_rules(rules)
         self._metrics = metrics
-        self._cache = HandlerCache(self._wrap)
+        super().__init__()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_public(method) or not self._checks:
-            return handler
-        return self._cache.get(method, handler)
+    def _active(self) -> bool:
+        return bool(self._checks)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         scope = METHOD_SCOPES.get(method)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -22,9 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from server.interceptors.wrapping import WrappingInterceptor
 from server.kernel.call_context import CallContext, current_call, trace_trailers
 from server.kernel.errors import GatewayError
-from server.interceptors.wrapping import HandlerCache, is_public
 from server.kernel.metrics import Metrics
 from server.status import GRPC_CODES, abort, internal_error
 
@@ -37,27 +37,16 @@ def _carrier(context: grpc.aio.ServicerContext) -> dict[str, str]:
                                                                              "tracestate")}
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):
+class TracingInterceptor(WrappingInterceptor):
     """Trace, measure and map errors for every non-public RPC."""
 
     def __init__(self, tracer: trace.Tracer, metrics: Metrics) -> None:
         self._tracer = tracer
         self._metrics = metrics
-        self._cache = HandlerCache(self._wrap)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or is_public(method):
-            return handler
-        return self._cache.get(method, handler)
+        super().__init__()
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        short = method.rsplit("/", 1)[-1]
+        short = self._metrics.known.methods.fold(method.rsplit("/", 1)[-1])
         latency = self._metrics.rpc_latency.labels(short)
         if handler.unary_unary:
             inner = handler.unary_unary
@@ -122,6 +111,8 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, GatewayError):
             span.set_status(Status(StatusCode.ERROR, exc.reason))
             await abort(context, exc, call)
+        self._metrics.internal_errors.labels(
+            self._metrics.known.methods.fold(call.method.rsplit("/", 1)[-1])).inc()
         log.exception("unhandled error in %s", call.method, extra={"trace_id": call.trace_id})
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, "internal"))

@@ -79,3 +79,29 @@ class HandlerCache:
         if wrapped is None:
             wrapped = self._wrapped[key] = self._build(method, handler)
         return wrapped
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Base of our interceptors: each non-public method's handler is wrapped once by
+    ``_wrap`` (cached); health and reflection pass through untouched."""
+
+    def __init__(self) -> None:
+        self._cache = HandlerCache(self._wrap)
+
+    def _active(self) -> bool:
+        """False: this interceptor has nothing to do at all (e.g. no rules configured)."""
+        return True
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or is_public(method) or not self._active():
+            return handler
+        return self._cache.get(method, handler)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        raise NotImplementedError

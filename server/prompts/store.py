@@ -61,9 +61,7 @@ class PromptStore:
         """Store ``template`` as the key's next version."""
         validate_template(template)
         async with self._engine.begin() as conn:
-            # Serialise version numbering per key across processes.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                               {"key": template.key})
+            await _lock_key(conn, template.key)  # serialise version numbering per key
             version = (await conn.execute(text(
                 "SELECT coalesce(max(version), 0) + 1 FROM prompt_templates WHERE key = :key"),
                 {"key": template.key})).scalar_one()
@@ -74,6 +72,9 @@ class PromptStore:
 
     async def activate(self, key: str, version: int) -> PromptTemplate:
         async with self._engine.begin() as conn:
+            # The same per-key lock as version numbering: two activations of one key run
+            # one after the other, so the partial unique index never sees two active rows.
+            await _lock_key(conn, key)
             exists = (await conn.execute(text(
                 "SELECT 1 FROM prompt_templates WHERE key = :key AND version = :version"),
                 {"key": key, "version": version})).first()
@@ -89,8 +90,7 @@ class PromptStore:
         for template in read_template_files(sorted(folder.glob("*.yaml"))):
             validate_template(template, prefix=f"{template.key}")
             async with self._engine.begin() as conn:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                                   {"key": template.key})
+                await _lock_key(conn, template.key)
                 known = (await conn.execute(text(
                     "SELECT 1 FROM prompt_templates WHERE key = :key AND version = :version"),
                     {"key": template.key, "version": template.version})).first()
@@ -106,6 +106,11 @@ class PromptStore:
                         {"key": template.key})).scalar_one()
                     await _activate(conn, template.key, latest)
         return added
+
+
+async def _lock_key(conn: AsyncConnection, key: str) -> None:
+    """Serialise writers of one key's versions, across processes, until commit."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 async def _insert(conn: AsyncConnection, template: PromptTemplate, version: int) -> None:
