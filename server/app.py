@@ -49,9 +49,11 @@ from server.generation.service import GenerationService
 from server.handlers.generation import GenerationServicer
 from server.handlers.retrieval import RetrievalService
 from server.interceptors.auth import AuthInterceptor
+from server.interceptors.checks import RequestChecksInterceptor
+from server.interceptors.concurrency import StreamLimitInterceptor, StreamsPerCaller
 from server.interceptors.ratelimit import RateLimitInterceptor
 from server.interceptors.tracing import TracingInterceptor
-from server.kernel.metrics import Metrics
+from server.kernel.metrics import LabelSet, MetricLabels, Metrics
 from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
 from server.providers.registry import build_embedders, build_providers
@@ -68,6 +70,25 @@ SERVICE_NAMES = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]
                  billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
                  retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
                  config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name)
+
+
+def metric_labels(config: GatewayConfig, routes: RouteCache) -> MetricLabels:
+    """The closed label sets: configured providers, the models and regions of the routes in
+    force (config and database, followed as the route cache refreshes) and our RPC methods.
+    Nothing a request carries can add to them."""
+    regions = {""}
+    for provider in config.providers.values():
+        regions.update((provider.region, *provider.failover_regions))
+    methods = [m.name for pb in (generation_pb2, billing_pb2, retrieval_pb2, config_pb2)
+               for service in pb.DESCRIPTOR.services_by_name.values() for m in service.methods]
+    return MetricLabels(
+        providers=LabelSet(config.providers),
+        models=LabelSet().follow(routes.all, lambda all_routes: [
+            name for route in all_routes.values()
+            for name in (route.name, *(t.model for t in route.targets))]),
+        regions=LabelSet(regions).follow(routes.all, lambda all_routes: [
+            t.region for route in all_routes.values() for t in route.targets]),
+        methods=LabelSet(methods))
 
 
 def build_verifier(config: GatewayConfig, environ: Mapping[str, str]) -> TokenVerifier:
@@ -112,7 +133,8 @@ class Gateway:
                  registry: CollectorRegistry | None,
                  environ: Mapping[str, str] = os.environ) -> None:
         self.config = config
-        self.metrics = Metrics(registry)
+        self.routes = RouteCache(routes_from_config(config))
+        self.metrics = Metrics(registry, metric_labels(config, self.routes))
         self._tracer_provider = build_tracer_provider(config.tracing)
         otel = tracer(self._tracer_provider, config.tracing)
         # Blocking vendor SDKs (boto3) run here, never on the event loop; bounded.
@@ -124,7 +146,6 @@ class Gateway:
         self._health = health.aio.HealthServicer()
         self._health_task: asyncio.Task[None] | None = None
         self._draining = False
-        self.routes = RouteCache(routes_from_config(config))
         self._route_store = RouteStore(self._engine)
         self._routes_task: asyncio.Task[None] | None = None
         chains = ChainBuilder(config, self._providers, routes=self.routes)
@@ -145,6 +166,9 @@ class Gateway:
         if config.rate_limits.enabled:
             interceptors.append(RateLimitInterceptor(self._limiter, config.rate_limits.rules,
                                                      self.metrics))
+        self.streams = StreamsPerCaller(config.server.max_streams_per_caller)
+        interceptors.append(StreamLimitInterceptor(self.streams, self.metrics))
+        interceptors.append(RequestChecksInterceptor())  # innermost: right before handlers
         self.server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
         b = config.billing
         prices = PriceList.from_config(config.models)

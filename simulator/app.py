@@ -144,12 +144,19 @@ def app_state(app: web.Application) -> SimulatorState:
     return app[_STATE_KEY]
 
 
+# Pending connections the kernel queues for accept() (capped by net.core.somaxconn).
+_BACKLOG = 4096
+
+
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve `app`; returns the runner (call `cleanup()` to stop) and the bound port.
 
     `handler_cancellation=True` is what makes a vanished client visible at once: aiohttp
     cancels the handler the moment the connection closes, even mid-sleep, and the call's
     `CallScope` counts it in `client_disconnects`. Access logging is off for speed.
+    The listen backlog is `_BACKLOG`, not aiohttp's 128: a gateway opening hundreds of
+    connections at once (a burst of streams) would otherwise overflow the accept queue and
+    wait for SYN retransmits (1 s, 3 s ...) that a real vendor's front end does not cause.
     """
     runner = web.AppRunner(
         app,
@@ -158,7 +165,7 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
         shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=_BACKLOG)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     return runner, int(bound)

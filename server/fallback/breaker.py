@@ -11,6 +11,7 @@ breaker, its failure opens it for another cool-down.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -142,19 +143,39 @@ class CircuitBreaker:
 K = TypeVar("K", bound=Hashable)
 
 
+DEFAULT_MAX_BREAKERS = 4096
+
+
 class BreakerBoard(Generic[K]):
-    """One breaker per key (a target), created on first use; reports state changes."""
+    """One breaker per key (a target), created on first use; reports state changes.
+
+    Bounded: request ``targets`` may name any model, so at most ``max_breakers`` are kept,
+    in recency order. Making room forgets the least recently used *closed* breaker (a
+    closed breaker with its history dropped behaves like a new one, give or take a few
+    counted failures); only if every one is open or probing is the oldest forgotten anyway.
+    """
 
     def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[K, BreakerState], None] | None = None) -> None:
+                 on_change: Callable[[K, BreakerState], None] | None = None,
+                 max_breakers: int = DEFAULT_MAX_BREAKERS) -> None:
+        if max_breakers <= 0:
+            raise ValueError("max_breakers must be positive")
         self._policy = policy
         self._clock = clock
         self._on_change = on_change
-        self._breakers: dict[K, CircuitBreaker] = {}
+        self._max = max_breakers
+        self._breakers: OrderedDict[K, CircuitBreaker] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._breakers)
 
     def get(self, key: K) -> CircuitBreaker:
         breaker = self._breakers.get(key)
-        if breaker is None:
+        if breaker is not None:
+            self._breakers.move_to_end(key)
+        else:
+            if len(self._breakers) >= self._max:
+                self._evict_one()
             notify = self._on_change
             breaker = CircuitBreaker(
                 self._policy, self._clock,
@@ -163,6 +184,20 @@ class BreakerBoard(Generic[K]):
             if notify is not None:
                 notify(key, BreakerState.CLOSED)
         return breaker
+
+    def _evict_one(self) -> None:
+        victim = next((key for key, breaker in self._breakers.items()
+                       if breaker.state is BreakerState.CLOSED), None)
+        if victim is None:
+            self._breakers.popitem(last=False)
+        else:
+            del self._breakers[victim]
+
+    def is_open(self, key: K) -> bool:
+        """Is ``key``'s breaker open now (its calls skipped)? Creates no breaker: the
+        router asks this of targets it may never try, to plan their time."""
+        breaker = self._breakers.get(key)
+        return breaker is not None and breaker.state is BreakerState.OPEN
 
     def states(self) -> dict[K, BreakerState]:
         """Every known target's state (for admin views and logs)."""

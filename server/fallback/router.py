@@ -4,8 +4,32 @@ Rules (DESIGN.md §3): retry the same target only for retryable errors, with exp
 backoff and full jitter, honouring retry-after; move on when retries are spent or the
 error is not retryable; stop at once on errors any vendor would repeat
 (invalid_request, context_too_long). No attempt starts with less than
-``min_attempt_s`` of the deadline left, and each attempt gets the remaining time as its
-timeout. Streams fail over only until the first event has been relayed.
+``min_attempt_s`` of the deadline left. Streams fail over only until the first event has
+been relayed.
+
+Attempt budgets (why: a vendor that hangs must not eat the whole deadline, and its
+breaker must see the failure). An attempt at a target may take at most
+
+    min(provider timeout_s, remaining, max(min_attempt_s, remaining / (1 + k)))
+
+where ``remaining`` is the caller's deadline left when the attempt starts and ``k`` the
+number of distinct targets later in the chain whose breaker is not open: the remaining
+time is split evenly between this target and the ones that may still have to serve, and
+the last target gets all of it. For a stream the budget bounds the wait for the first
+event. When the split (not the provider's own cap) cuts an attempt, the router moves on
+rather than retrying a silent target with even less time. Trade-off: a healthy target
+slower than its share counts timeouts (and may open its breaker) — a longer deadline or a
+shorter chain gives it more time.
+
+An attempt cancelled from outside (the caller's deadline or the caller leaving) after
+the vendor stayed silent for at least ``SILENT_SHARE`` of its budget counts as a timeout
+against the target, so its breaker learns even when the router's own timeout did not fire
+first; the cancellation still propagates. An earlier cancellation says nothing about the
+vendor (neutral).
+
+``pool_exhausted`` (our HTTP client had no free pooled connection in time) is an outcome
+of its own: the vendor never saw the call, so it never feeds the breaker and the same
+target is not retried (its pool is still full); the router falls back.
 
 Each target has a circuit breaker (``breaker.py``): an open one is skipped and reported
 as ``skipped_circuit_open``. Retries of the same target also spend from a global retry
@@ -106,6 +130,13 @@ class StreamInterrupted(Exception):
                                       **describe(self.attempts)})
 
 
+# A cancelled attempt whose vendor stayed silent for this share of its budget counts as a
+# timeout (see the module docstring).
+SILENT_SHARE = 0.9
+
+# No free pooled connection within the attempt's time (None until the adapters have it).
+POOL_EXHAUSTED: ErrorKind | None = getattr(ErrorKind, "POOL_EXHAUSTED", None)
+
 # Failures that say the target is unhealthy (they count towards opening its breaker).
 # invalid_request / context_too_long / content_filtered are about the request instead.
 BREAKER_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT,
@@ -142,8 +173,8 @@ class Router:
 
     def _export_state(self, target: Target, state: BreakerState) -> None:
         """The ``on_change`` hook of a BreakerBoard: the state as a gauge per target."""
-        self._metrics.circuit_state.labels(target.provider, target.model, target.region).set(
-            STATE_VALUE[state])
+        self._metrics.set_breaker_state(target.provider, target.model, target.region,
+                                        STATE_VALUE[state])
 
     def _after_failure(self, target: Target, retry: int, error: ProviderError,
                        attempts: list[Attempt], deadline: float) -> float | None:
@@ -156,6 +187,8 @@ class Router:
             breaker.record_neutral()
         if error.kind in FINAL_KINDS:
             raise _final_error(error, attempts)
+        if error.kind is POOL_EXHAUSTED:
+            return None  # our own pool is full: another target has its own
         delay = self._policy.backoff(retry, error, self._rng)
         if delay is None or self._clock() + delay + self._policy.min_attempt_s > deadline:
             return None
@@ -167,9 +200,40 @@ class Router:
             return None
         return delay
 
-    def _attempt_timeout(self, target: Target, remaining: float) -> float:
-        cap = self._attempt_timeouts.get(target.provider)
-        return remaining if cap is None else min(remaining, cap)
+    def _budget(self, chain: Sequence[Target], index: int, remaining: float) -> _Budget:
+        """The time the attempt at ``chain[index]`` may take (the rule is in the module
+        docstring)."""
+        target = chain[index]
+        later = {t for t in chain[index + 1:]
+                 if t != target and not self._breakers.is_open(t)}
+        share = max(self._policy.min_attempt_s, remaining / (1 + len(later)))
+        cap = self._attempt_timeouts.get(target.provider, remaining)
+        seconds = min(remaining, share, cap)
+        if seconds >= remaining:
+            return _Budget(seconds, "deadline")
+        return _Budget(seconds, "provider" if cap <= share else "share")
+
+    def _cancelled(self, target: Target, started: float, budget: _Budget, retry: int) -> None:
+        """Book an attempt cut from outside (see SILENT_SHARE); the caller re-raises."""
+        breaker = self._breakers.get(target)
+        if self._clock() - started < SILENT_SHARE * budget.seconds:
+            breaker.record_neutral()
+            return
+        breaker.record_failure()
+        self._record(target, Outcome.FAILED, started, retry, ProviderError(
+            ErrorKind.TIMEOUT, "cancelled after the vendor stayed silent for its budget"))
+
+    def _begin(self, target: Target, request_started: float) -> float:
+        """An upstream call starts: count it in flight; its start time."""
+        now = self._clock()
+        provider = self._metrics.known.providers.fold(target.provider)
+        self._metrics.attempt_wait.labels(provider).observe(now - request_started)
+        self._metrics.upstream_in_flight.labels(provider).inc()
+        return now
+
+    def _end(self, target: Target) -> None:
+        self._metrics.upstream_in_flight.labels(
+            self._metrics.known.providers.fold(target.provider)).dec()
 
     def _skip_open(self, target: Target, attempts: list[Attempt]) -> bool:
         """True (and an attempt recorded as skipped) when the target's breaker is open."""
@@ -179,14 +243,16 @@ class Router:
                                 error_kind="circuit_open",
                                 error_message="skipped: the target's circuit breaker is open"))
         self._metrics.provider_attempts.labels(
-            target.provider, target.model, target.region, Outcome.SKIPPED_CIRCUIT_OPEN.value).inc()
+            *self._metrics.known.target(target.provider, target.model, target.region),
+            Outcome.SKIPPED_CIRCUIT_OPEN.value).inc()
         return True
 
     async def generate(self, chain: Sequence[Target], request: ProviderRequest,
                        deadline: float) -> Routed:
         attempts: list[Attempt] = []
         self._retries.on_request()
-        for target in chain:
+        request_started = self._clock()
+        for index, target in enumerate(chain):
             provider = self._providers[target.provider]
             if self._skip_open(target, attempts):
                 continue
@@ -196,29 +262,35 @@ class Router:
                     self._breakers.get(target).record_neutral()
                     attempts.append(Attempt(target, Outcome.SKIPPED_DEADLINE, retry=retry))
                     raise _deadline_error(attempts)
-                started = self._clock()
-                attempt_s = self._attempt_timeout(target, remaining)
+                budget = self._budget(chain, index, remaining)
+                started = self._begin(target, request_started)
                 with self._tracer.start_as_current_span("provider.generate",
                                                         attributes=_span_attrs(target, retry)):
                     try:
-                        async with asyncio.timeout(attempt_s):
+                        async with asyncio.timeout(budget.seconds):
                             completion = await provider.generate(
                                 replace(request, model=target.model, region=target.region),
-                                attempt_s)
+                                budget.seconds)
                     except TimeoutError:
-                        error = _timeout_error(attempt_s, remaining)
+                        error = budget.timeout_error()
                     except ProviderError as exc:
                         error = exc
+                    except asyncio.CancelledError:
+                        self._cancelled(target, started, budget, retry)
+                        raise
                     else:
                         self._breakers.get(target).record_success()
                         attempts.append(self._record(target, Outcome.SUCCESS, started, retry))
                         self._count_tokens(target, completion.usage)
                         if len(attempts) > 1:
-                            self._metrics.fallbacks.labels(chain[0].model).inc()
+                            self._metrics.fallbacks.labels(
+                                self._metrics.known.models.fold(chain[0].model)).inc()
                         return Routed(completion, target, attempts)
+                    finally:
+                        self._end(target)
                 attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
                 delay = self._after_failure(target, retry, error, attempts, deadline)
-                if delay is None:
+                if delay is None or budget.cut_by_share(error):
                     break
                 await self._sleep(delay)
         raise _exhausted_error(attempts, deadline - self._clock() < self._policy.min_attempt_s)
@@ -228,7 +300,8 @@ class Router:
         """Yield StreamStarted, then text, then StreamFinished (or raise)."""
         attempts: list[Attempt] = []
         self._retries.on_request()
-        for target in chain:
+        request_started = self._clock()
+        for index, target in enumerate(chain):
             provider = self._providers[target.provider]
             if self._skip_open(target, attempts):
                 continue
@@ -238,32 +311,33 @@ class Router:
                     self._breakers.get(target).record_neutral()
                     attempts.append(Attempt(target, Outcome.SKIPPED_DEADLINE, retry=retry))
                     raise _deadline_error(attempts)
-                started = self._clock()
+                budget = self._budget(chain, index, remaining)  # until the first event
                 upstream = provider.stream(
                     replace(request, model=target.model, region=target.region), remaining)
-                attempt_s = self._attempt_timeout(target, remaining)  # until the first event
+                started = self._begin(target, request_started)
                 try:
-                    async with asyncio.timeout(attempt_s):
+                    async with asyncio.timeout(budget.seconds):
                         first = await anext(upstream)
                 except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
-                    await upstream.aclose()  # type: ignore[attr-defined]
-                    error = _timeout_error(attempt_s, remaining) if isinstance(exc, TimeoutError) \
+                    await self._close(target, upstream)
+                    error = budget.timeout_error() if isinstance(exc, TimeoutError) \
                         else _as_provider_error(exc)
                     attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
                     delay = self._after_failure(target, retry, error, attempts, deadline)
-                    if delay is None:
+                    if delay is None or budget.cut_by_share(error):
                         break
                     await self._sleep(delay)
                     continue
                 except BaseException:
                     # The caller went away (cancelled) while we waited: close upstream now.
-                    self._breakers.get(target).record_neutral()
-                    await upstream.aclose()  # type: ignore[attr-defined]
+                    self._cancelled(target, started, budget, retry)
+                    await self._close(target, upstream)
                     raise
                 self._breakers.get(target).record_success()
                 attempts.append(self._record(target, Outcome.SUCCESS, started, retry))
                 if len(attempts) > 1:
-                    self._metrics.fallbacks.labels(chain[0].model).inc()
+                    self._metrics.fallbacks.labels(
+                        self._metrics.known.models.fold(chain[0].model)).inc()
                 async for event in self._relay(target, first, upstream, attempts):
                     yield event
                 return
@@ -272,10 +346,10 @@ class Router:
     async def _relay(self, target: Target, first: StreamEvent,
                      upstream: AsyncIterator[StreamEvent],
                      attempts: list[Attempt]) -> AsyncIterator[RouterEvent]:
-        yield StreamStarted(target, list(attempts))
         chunks = 0
         event: StreamEvent = first
-        try:
+        try:  # from the first yield: a caller leaving at StreamStarted closes upstream too
+            yield StreamStarted(target, list(attempts))
             while True:
                 if isinstance(event, StreamDone):
                     self._count_tokens(target, event.usage)
@@ -290,26 +364,34 @@ class Router:
                 except ProviderError as error:
                     self._breakers.get(target).record_failure()
                     self._metrics.provider_attempts.labels(
-                        target.provider, target.model, target.region, "stream_interrupted").inc()
+                        *self._metrics.known.target(target.provider, target.model, target.region),
+                        "stream_interrupted").inc()
                     raise StreamInterrupted(error, target, attempts,
                                             Usage(output_tokens=chunks)) from None
         finally:
+            await self._close(target, upstream)
+
+    async def _close(self, target: Target, upstream: AsyncIterator[StreamEvent]) -> None:
+        try:
             await upstream.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._end(target)
 
     def _record(self, target: Target, outcome: Outcome, started: float, retry: int,
                 error: ProviderError | None = None) -> Attempt:
         latency = self._clock() - started
         self._metrics.provider_attempts.labels(
-            target.provider, target.model, target.region,
+            *self._metrics.known.target(target.provider, target.model, target.region),
             error.kind.value if error else outcome.value).inc()
-        self._metrics.provider_latency.labels(target.provider, target.model).observe(latency)
+        self._metrics.provider_latency.labels(
+            *self._metrics.known.provider_model(target.provider, target.model)).observe(latency)
         return Attempt(target, outcome, latency, retry,
                        error.kind.value if error else "", error.message if error else "")
 
     def _count_tokens(self, target: Target, usage: Usage) -> None:
-        self._metrics.tokens.labels(target.provider, target.model, "input").inc(usage.input_tokens)
-        self._metrics.tokens.labels(target.provider, target.model, "output").inc(
-            usage.output_tokens)
+        labels = self._metrics.known.provider_model(target.provider, target.model)
+        self._metrics.tokens.labels(*labels, "input").inc(usage.input_tokens)
+        self._metrics.tokens.labels(*labels, "output").inc(usage.output_tokens)
 
 
 def _span_attrs(target: Target, retry: int) -> dict[str, str | int]:
@@ -317,11 +399,26 @@ def _span_attrs(target: Target, retry: int) -> dict[str, str | int]:
             "llm.region": target.region, "llm.retry": retry}
 
 
-def _timeout_error(attempt_s: float, remaining: float) -> ProviderError:
-    if attempt_s < remaining:
-        return ProviderError(ErrorKind.TIMEOUT,
-                             f"no answer within the provider's attempt timeout ({attempt_s:g} s)")
-    return ProviderError(ErrorKind.TIMEOUT, "the caller's deadline ran out")
+@dataclass(frozen=True)
+class _Budget:
+    """One attempt's time and what set it: ``provider`` (its timeout_s), ``share`` (its
+    part of the remaining deadline) or ``deadline`` (all that is left)."""
+
+    seconds: float
+    bound_by: str
+
+    def timeout_error(self) -> ProviderError:
+        if self.bound_by == "provider":
+            return ProviderError(ErrorKind.TIMEOUT, "no answer within the provider's attempt "
+                                 f"timeout ({self.seconds:.3g} s)")
+        if self.bound_by == "share":
+            return ProviderError(ErrorKind.TIMEOUT, "no answer within the attempt timeout "
+                                 f"({self.seconds:.3g} s: this target's share of the deadline)")
+        return ProviderError(ErrorKind.TIMEOUT, "the caller's deadline ran out")
+
+    def cut_by_share(self, error: ProviderError) -> bool:
+        """A silent target cut to leave time for the rest of the chain: do not retry it."""
+        return self.bound_by == "share" and error.kind is ErrorKind.TIMEOUT
 
 
 def _as_provider_error(exc: BaseException) -> ProviderError:

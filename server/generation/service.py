@@ -127,7 +127,8 @@ class GenerationService:
                         if first_token_at is None and served is not None:
                             first_token_at = time.monotonic()
                             self._metrics.time_to_first_token.labels(
-                                served.provider, served.model).observe(first_token_at - started)
+                                *self._metrics.known.provider_model(served.provider, served.model)
+                            ).observe(first_token_at - started)
                         meter.saw_text(event.text, served)  # type: ignore[arg-type]
                         yield event
                     elif isinstance(event, StreamStarted):

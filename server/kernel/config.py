@@ -46,6 +46,9 @@ class ServerConfig(_Strict):
     grace_period_s: float = Field(20.0, ge=0, description="time in-flight calls get on SIGTERM")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_concurrent_streams: int = Field(1000, ge=1)
+    max_streams_per_caller: int = Field(
+        256, ge=1, description="server-streaming calls one caller (JWT subject) may hold open "
+        "at once; more are refused RESOURCE_EXHAUSTED, reason RATE_LIMITED")
     keepalive_time_s: float = Field(30.0, gt=0)
     keepalive_timeout_s: float = Field(10.0, gt=0)
     default_timeout_s: float = Field(60.0, gt=0, description="deadline when the caller sets none")
