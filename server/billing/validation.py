@@ -11,6 +11,10 @@ CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_KEY = 128
 MAX_DESCRIPTION = 1000
 MAX_AMOUNT = 10**15  # a billion units of currency: keeps every sum far from int64 overflow
+# The gateway's own ledger keys (a generation's charge ``gen:<key>``, its hold
+# ``gen-hold:<id>``) live in the calling service's key space; clients may not use these
+# prefixes, so a client Charge can never collide with a later billed Generate.
+RESERVED_KEY_PREFIXES = ("gen:", "gen-hold:")
 
 
 class Checks:
@@ -35,6 +39,13 @@ class Checks:
             self.fail(field, "required: every call that moves money takes an idempotency key")
         elif len(value) > MAX_KEY:
             self.fail(field, f"at most {MAX_KEY} characters")
+
+    def client_idempotency_key(self, value: str, field: str = "idempotency_key") -> None:
+        """A key sent by a client: as ``idempotency_key``, and not in the reserved space."""
+        self.idempotency_key(value, field)
+        if value.startswith(RESERVED_KEY_PREFIXES):
+            self.fail(field, "keys starting with " + " or ".join(
+                repr(p) for p in RESERVED_KEY_PREFIXES) + " are reserved for the gateway")
 
     def amount(self, value: int, field: str = "amount_micros") -> None:
         if value <= 0:

@@ -16,6 +16,7 @@ from llmgateway.v1 import billing_pb2_grpc as pb_grpc
 from server.billing.budgets import Budget, Budgets
 from server.billing.ledger import Ledger, Wallet
 from server.billing.pricing import Metered
+from server.billing.validation import RESERVED_KEY_PREFIXES, Checks
 from server.kernel.call_context import current_call
 from server.kernel.errors import bad_field
 
@@ -70,6 +71,14 @@ def _transaction_id(value: str, field: str = "transaction_id") -> int:
     return int(value)
 
 
+def _client_key(key: str) -> None:
+    """Refuse the gateway's reserved key space before the ledger sees the key."""
+    if key.startswith(RESERVED_KEY_PREFIXES):
+        checks = Checks()
+        checks.client_idempotency_key(key)
+        checks.raise_if_any()
+
+
 class BillingService(pb_grpc.BillingServiceServicer):
     def __init__(self, ledger: Ledger, budgets: Budgets) -> None:
         self._ledger = ledger
@@ -77,6 +86,7 @@ class BillingService(pb_grpc.BillingServiceServicer):
 
     async def Charge(self, request: pb.ChargeRequest,
                      context: grpc.aio.ServicerContext) -> pb.ChargeResponse:
+        _client_key(request.idempotency_key)
         which = request.WhichOneof("amount")
         usage = None
         if which == "usage":
@@ -101,6 +111,7 @@ class BillingService(pb_grpc.BillingServiceServicer):
 
     async def CreditWallet(self, request: pb.CreditWalletRequest,
                            context: grpc.aio.ServicerContext) -> pb.CreditWalletResponse:
+        _client_key(request.idempotency_key)
         posted = await self._ledger.credit(caller_scope(), request.wallet_id,
                                            request.idempotency_key, request.amount_micros,
                                            request.currency_code, request.description)
@@ -133,6 +144,7 @@ class BillingService(pb_grpc.BillingServiceServicer):
 
     async def Refund(self, request: pb.RefundRequest,
                      context: grpc.aio.ServicerContext) -> pb.RefundResponse:
+        _client_key(request.idempotency_key)
         posted = await self._ledger.refund(caller_scope(), _transaction_id(request.transaction_id),
                                            request.idempotency_key, request.reason)
         return pb.RefundResponse(transaction_id=str(posted.transaction_id),

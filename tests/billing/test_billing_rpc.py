@@ -166,3 +166,24 @@ async def test_crediting_needs_the_admin_scope(md, stub):
                                                        idempotency_key="k"),
                                 metadata=bearer("billing:charge"))
     assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("key", ["gen:order-1", "gen-hold:abc"])
+async def test_the_gateways_own_key_space_is_refused_to_clients(md, stub, key):
+    """A client key like ``gen:K`` would collide with the charge of a billed Generate whose
+    key is K (the gateway posts it as ``gen:K``): refused before the ledger sees it."""
+    wallet = await new_wallet(stub, 1_000, md)
+    calls = [
+        stub.Charge(pb.ChargeRequest(wallet_id=wallet, idempotency_key=key, amount_micros=1),
+                    metadata=md),
+        stub.CreditWallet(pb.CreditWalletRequest(wallet_id=wallet, idempotency_key=key,
+                                                 amount_micros=1), metadata=md),
+        stub.Refund(pb.RefundRequest(transaction_id="1", idempotency_key=key), metadata=md),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert details(err.value) == ("INVALID_ARGUMENT", ["idempotency_key"])
+    balance = await stub.GetBalance(pb.GetBalanceRequest(wallet_id=wallet), metadata=md)
+    assert balance.balance_micros == 1_000
