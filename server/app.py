@@ -39,7 +39,7 @@ from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import ChainBuilder
 from server.fallback.route_store import RouteStore, refresh_forever
 from server.fallback.router import RetryPolicy, Router
-from server.fallback.routes import RouteCache, routes_from_config
+from server.fallback.routes import RouteCache, configured_targets, routes_from_config
 from server.handlers.billing import BillingService
 from server.handlers.config import ConfigService
 from server.generation.grounding import Grounder
@@ -171,7 +171,10 @@ class Gateway:
         interceptors.append(RequestChecksInterceptor())  # innermost: right before handlers
         self.server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
         b = config.billing
-        prices = PriceList.from_config(config.models)
+        prices = PriceList.from_config(config)
+        if unpriced := prices.unpriced(configured_targets(config)):
+            log.warning("unpriced targets (billed calls reaching them fail with "
+                        "PRICE_UNKNOWN): %s", ", ".join(unpriced))
         self.billing = BillingRuntime(database_url, prices,
                                       BillingSettings(b.pool_size, b.writers, b.max_batch,
                                                       b.hold_ttl_s, b.sweep_interval_s,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from server.kernel.db.embedded import start_embedded
 from server.kernel.db.migrate import upgrade
 from simulator.testing import SimulatorProcess
-from tests.support.gateway import RunningGateway, raw_test_config, running_gateway
+from tests.support.gateway import ROOT, RunningGateway, raw_test_config, running_gateway
 from tests.support.redis_process import RedisProcess
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -46,6 +48,17 @@ def pg_url() -> Iterator[str]:
     url = start_embedded(folder, cleanup="delete")
     upgrade(url)
     yield url
+    assert_ledger_consistent(url)
+
+
+def assert_ledger_consistent(url: str) -> None:
+    """`llmgw ledger check` after every test that moved money: the whole suite's books
+    must still balance (a failure here is an error of the last test using the database)."""
+    result = subprocess.run([sys.executable, "-m", "server.cli", "ledger", "check"],
+                            cwd=ROOT, env={**os.environ, "DATABASE_URL": url,
+                                           "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"ledger check failed after the suite:\n{result.stdout}"
 
 
 @pytest.fixture(scope="session")

@@ -63,10 +63,14 @@ CHECKS: dict[str, str] = {
         WHERE t.kind = 'hold'
         GROUP BY t.id, o.hold_id
         HAVING (o.hold_id IS NOT NULL)::int + count(f.id) <> 1""",
-    "settlements never exceed their hold": """
-        SELECT f.id::text AS subject, (-f.amount) || ' > ' || (-h.held) AS detail
+    "a finished hold releases exactly what it held": """
+        SELECT f.id::text AS subject, f.held || ' vs ' || (-h.held) AS detail
         FROM ledger_transactions f JOIN ledger_transactions h ON h.id = f.pending_id
-        WHERE -f.amount > -h.held OR f.held <> -h.held""",
+        WHERE f.held <> -h.held""",
+    "only settles post, and never a credit": """
+        SELECT f.id::text AS subject, f.kind || ' ' || f.amount AS detail
+        FROM ledger_transactions f WHERE f.pending_id IS NOT NULL
+        AND (f.amount > 0 OR (f.kind <> 'settle' AND f.amount <> 0))""",
     "a refund returns exactly its charge": """
         SELECT r.id::text AS subject, r.amount || ' vs ' || c.amount AS detail
         FROM ledger_transactions r JOIN ledger_transactions c ON c.id = r.refund_of

@@ -77,11 +77,19 @@ class HoldClosed(GatewayError):
     (settling a call that outlived its hold) catch this type, never compare reasons."""
 
 
+class KeyReused(GatewayError):
+    """The idempotency key was already used by a different request."""
+
+
+class InsufficientFunds(GatewayError):
+    """The wallet's available balance (and overdraft) cannot cover the amount."""
+
+
 def ledger_error(result: Result, key: str | None) -> GatewayError:
     """The domain error for a failed operation."""
     s = result.status
     if s is Status.KEY_REUSED:
-        return GatewayError(Fault.CONFLICT, "IDEMPOTENCY_KEY_REUSED",
+        return KeyReused(Fault.CONFLICT, "IDEMPOTENCY_KEY_REUSED",
                             "this idempotency key was already used with a different request",
                             violations=[FieldViolation("idempotency_key",
                                                        "already used with a different request")],
@@ -99,7 +107,7 @@ def ledger_error(result: Result, key: str | None) -> GatewayError:
                             violations=[FieldViolation("currency_code",
                                                        "differs from the wallet's currency")])
     if s is Status.INSUFFICIENT_FUNDS:
-        return GatewayError(Fault.REFUSED, "INSUFFICIENT_FUNDS",
+        return InsufficientFunds(Fault.REFUSED, "INSUFFICIENT_FUNDS",
                             "the wallet's available balance cannot cover the amount")
     if s is Status.ALREADY_REFUNDED:
         return GatewayError(Fault.REFUSED, "ALREADY_REFUNDED",
@@ -221,6 +229,29 @@ class Ledger:
             raise bad_field(field, f"model {model!r} has no price")
         return current
 
+    async def session_prices(self, session_id: str, wallet_id: str,
+                             current: dict[str, Price]) -> dict[str, Price]:
+        """``current`` (target key → price) as locked by the session (unchanged without
+        one): a session keeps the prices of every target it started with."""
+        if not session_id:
+            return current
+        return await self._sessions.locked_prices(session_id, wallet_id, current)
+
+    async def replay_of(self, scope: str, key: str,
+                        fingerprint: dict[str, Any]) -> Posted | None:
+        """The transaction already made under ``key``, if any (a replay), so a caller can
+        learn *before* doing paid work that its key is taken: ALREADY_EXISTS when it was
+        made by a different request."""
+        row = await self._pool.fetchrow(
+            "SELECT id, request_hash, amount, balance_after, held FROM ledger_transactions "
+            "WHERE scope = $1 AND idempotency_key = $2", scope, key)
+        if row is None:
+            return None
+        if row["request_hash"] != fingerprint_hash(fingerprint):
+            raise ledger_error(Result(Status.KEY_REUSED, row["id"]), key)
+        return Posted(row["id"], row["amount"], row["balance_after"], row["held"],
+                      replayed=True)
+
     async def charge(self, scope: str, wallet_id: str, key: str, *, amount: int | None = None,
                      usage: Metered | None = None, model: str = "", currency_code: str = "",
                      session_id: str = "", description: str = "",
@@ -290,7 +321,10 @@ class Ledger:
 
     async def settle(self, scope: str, hold_id: int, key: str, amount: int,
                      description: str = "", fingerprint: dict[str, Any] | None = None) -> Posted:
-        """Post ``amount`` (≤ the amount held) of a hold and release the rest."""
+        """Post ``amount`` against a hold and release the rest. Beyond the hold, the excess
+        is taken from what the wallet can still pay (available balance and overdraft) in
+        the same operation; the returned amount is what was posted, which is less than
+        ``amount`` only when even that could not cover it."""
         checks = Checks()
         checks.idempotency_key(key)
         if amount < 0:

@@ -37,3 +37,21 @@ class SessionPrices:
         if row["wallet_id"] != wallet_id:
             raise bad_field("session_id", "belongs to another wallet")
         return Price.from_json(json.loads(row["price"]))
+
+    async def locked_prices(self, session_id: str, wallet_id: str,
+                            current: dict[str, Price]) -> dict[str, Price]:
+        """The session's prices for every target a call may reach, snapshotting the
+        current ones on first use: two statements, however long the chain."""
+        keys = list(current)
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO billing_sessions (session_id, model, wallet_id, price) "
+                "SELECT $1, k, $2, p::jsonb FROM unnest($3::text[], $4::text[]) AS u(k, p) "
+                "ON CONFLICT DO NOTHING", session_id, wallet_id, keys,
+                [json.dumps(current[k].as_json()) for k in keys])
+            rows = await conn.fetch(
+                "SELECT model, wallet_id, price::text AS price FROM billing_sessions "
+                "WHERE session_id = $1 AND model = ANY ($2::text[])", session_id, keys)
+        if any(row["wallet_id"] != wallet_id for row in rows):
+            raise bad_field("billing.session_id", "belongs to another wallet")
+        return {row["model"]: Price.from_json(json.loads(row["price"])) for row in rows}

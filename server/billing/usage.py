@@ -37,6 +37,7 @@ class UsageRecord:
     wallet_id: str = ""
     session_id: str = ""
     cost_micros: int = 0
+    uncollected_micros: int = 0  # cost the wallet could not pay (the overrun policy)
     currency_code: str = ""
     transaction_id: int | None = None
     prompt_key: str = ""
@@ -48,7 +49,7 @@ class UsageRecord:
 _COLUMNS = ("trace_id", "method", "service", "status", "latency_ms", "end_user_id",
             "requested_model", "provider", "model", "region", "input_tokens", "output_tokens",
             "cached_input_tokens", "cache_write_tokens", "attempts", "metadata", "wallet_id",
-            "session_id", "cost_micros", "currency_code", "transaction_id", "prompt_key",
+            "session_id", "cost_micros", "uncollected_micros", "currency_code", "transaction_id", "prompt_key",
             "prompt_version", "bot_config_id", "chunk_ids")
 
 

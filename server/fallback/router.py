@@ -116,7 +116,9 @@ RouterEvent = StreamStarted | TextChunk | StreamFinished
 
 
 class StreamInterrupted(Exception):
-    """The upstream failed after text had reached the caller: no failover is possible."""
+    """The upstream failed after text had reached the caller: no failover is possible.
+    ``usage`` is what the vendor reported before failing (none, today): the use case
+    estimates the rest rather than trusting a count of chunks."""
 
     def __init__(self, error: ProviderError, served_by: Target, attempts: list[Attempt],
                  usage: Usage) -> None:
@@ -346,7 +348,6 @@ class Router:
     async def _relay(self, target: Target, first: StreamEvent,
                      upstream: AsyncIterator[StreamEvent],
                      attempts: list[Attempt]) -> AsyncIterator[RouterEvent]:
-        chunks = 0
         event: StreamEvent = first
         try:  # from the first yield: a caller leaving at StreamStarted closes upstream too
             yield StreamStarted(target, list(attempts))
@@ -355,19 +356,17 @@ class Router:
                     self._count_tokens(target, event.usage)
                     yield StreamFinished(event.finish_reason, event.usage, target, attempts)
                     return
-                chunks += 1
                 yield event
                 try:
                     event = await anext(upstream)
                 except StopAsyncIteration:
-                    event = StreamDone(FinishReason.UNSPECIFIED, Usage(output_tokens=chunks))
+                    event = StreamDone(FinishReason.UNSPECIFIED, Usage())
                 except ProviderError as error:
                     self._breakers.get(target).record_failure()
                     self._metrics.provider_attempts.labels(
                         *self._metrics.known.target(target.provider, target.model, target.region),
                         "stream_interrupted").inc()
-                    raise StreamInterrupted(error, target, attempts,
-                                            Usage(output_tokens=chunks)) from None
+                    raise StreamInterrupted(error, target, attempts, Usage()) from None
         finally:
             await self._close(target, upstream)
 

@@ -66,6 +66,15 @@ def routes_from_config(config: GatewayConfig) -> dict[str, Route]:
     return {name: route_from_model(name, model) for name, model in config.models.items()}
 
 
+def configured_targets(config: GatewayConfig) -> list[tuple[str, str]]:
+    """Every (provider, model) a configured route or the universal fallback can reach:
+    what must be priced (``llmgw check-config`` lists the ones that are not)."""
+    pairs = [(t.provider, t.model) for model in config.models.values() for t in model.targets]
+    if config.universal_fallback is not None:
+        pairs.append((config.universal_fallback.provider, config.universal_fallback.model))
+    return pairs
+
+
 class RouteCache:
     """The routes in force: the config's, overridden by the database's latest snapshot."""
 

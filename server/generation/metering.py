@@ -4,13 +4,16 @@ Billing knows no vendor and routing knows no money (DESIGN.md §1); they meet he
 use case opens the meter before any vendor call and the whole money lifecycle is that one
 ``async with``:
 
-- entering reserves the worst case when the call is billed (no funds → the call fails
-  before a token is bought);
-- ``settle`` charges the vendor's actual usage and returns the domain ``Charged``;
+- entering prices every target of the chain and, when the call is billed, reserves the
+  worst case over them (an unpriced target or no funds → the call fails before a token is
+  bought);
+- ``settle`` charges the actual usage at the price of the target that served and returns
+  the domain ``Charged``;
 - leaving with an error voids the hold; leaving because the caller went away (cancelled
   or closed stream) charges the prompt and the text that was sent, estimated with the
   one token policy (server/kernel/tokens.py), since the vendor's usage never arrives — and
-  nothing when no text was sent.
+  nothing when no text was sent. A stream the vendor cut is charged the same way where
+  the vendor reported nothing (``billable``).
 
 Every call, billed or not, leaves exactly one usage record.
 """
@@ -22,8 +25,8 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from server.billing.metering import CallBilling, Charged, Reservation
-from server.billing.pricing import Metered, PriceList, cost_micros
+from server.billing.metering import CallBilling, Charged, Reservation, price_unknown
+from server.billing.pricing import Metered, PriceList, TargetPrice, cost_micros, target_key
 from server.billing.usage import UsageRecord, UsageRecorder
 from server.kernel.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt
@@ -37,11 +40,12 @@ from server.kernel.tokens import estimate_tokens_of_chars
 class Meter:
     """One call's reservation (when billed) and usage record."""
 
-    def __init__(self, call: GenerationCall, prepared: Prepared, billing: CallBilling | None,
-                 recorder: UsageRecorder | None, prices: PriceList | None,
-                 deadline: float) -> None:
+    def __init__(self, call: GenerationCall, prepared: Prepared, chain: Sequence[Target],
+                 billing: CallBilling | None, recorder: UsageRecorder | None,
+                 prices: PriceList | None, deadline: float) -> None:
         self._call = call
         self._prepared = prepared
+        self._chain = chain
         self._billing = billing
         self._recorder = recorder
         self._prices = prices
@@ -61,10 +65,23 @@ class Meter:
                                    "billing: the ledger is disabled on this gateway",
                                    metadata={"field": "billing"})
             self._reservation = await self._billing.reserve(
-                self._call.caller.subject, billing, self._prepared.model,
+                self._call.caller.subject, billing, self._chain_prices(),
                 self._prepared.prompt_bytes, self._prepared.request.params.max_output_tokens,
                 self._call.end_user_id, self._deadline - time.monotonic())
         return self
+
+    def _chain_prices(self) -> dict[str, TargetPrice]:
+        """Every target the chain may reach, priced; PRICE_UNKNOWN names the first that
+        is not (a billed call never reaches a vendor it cannot price)."""
+        found: dict[str, TargetPrice] = {}
+        for target in self._chain:
+            key = target_key(target.provider, target.model)
+            entry = self._prices.for_target(target.provider, target.model) \
+                if self._prices else None
+            if entry is None:
+                raise price_unknown(key)
+            found[key] = entry
+        return found
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:
@@ -83,20 +100,36 @@ class Meter:
         self._streamed_chars += len(text)
         self._served_by = served_by
 
-    async def settle(self, usage: Usage, served_by: Target | None, attempts: Sequence[Attempt],
+    def billable(self, reported: Usage) -> Usage:
+        """What an incomplete call (a cut or abandoned stream) is charged for: the vendor's
+        counts where it reported them, else the prompt and the text sent, estimated."""
+        return Usage(
+            input_tokens=reported.input_tokens
+            or estimate_tokens_of_chars(self._prepared.prompt_bytes),
+            output_tokens=reported.output_tokens
+            or estimate_tokens_of_chars(self._streamed_chars),
+            cached_input_tokens=reported.cached_input_tokens,
+            cache_write_tokens=reported.cache_write_tokens)
+
+    async def settle(self, usage: Usage, served_by: Target, attempts: Sequence[Attempt],
                      status: str = "OK") -> Charged | None:
-        """Charge the actual usage; the charge for the response (None: unbilled)."""
+        """Charge ``usage`` at the price of the target that served; the charge for the
+        response (None: unbilled)."""
         if self._done:
             return None
         self._done = True
         charged = None
         if self._reservation is not None:
-            charged = await self._reservation.settle(Metered(
-                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                duration_ms=int((time.monotonic() - self._started) * 1000)))
+            charged = await self._reservation.settle(
+                target_key(served_by.provider, served_by.model), self._metered(usage))
         self._record(status, usage, served_by, attempts, charged)
         return charged
+
+    def _metered(self, usage: Usage) -> Metered:
+        return Metered(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cached_input_tokens=usage.cached_input_tokens,
+                       cache_write_tokens=usage.cache_write_tokens,
+                       duration_ms=int((time.monotonic() - self._started) * 1000))
 
     async def _failed(self, error: BaseException) -> None:
         """The call failed before any usage: void the hold, record the failure."""
@@ -108,13 +141,10 @@ class Meter:
 
     async def _abandoned(self) -> None:
         """The caller went away: charge the prompt and the text it was sent, if any."""
-        if not self._streamed_chars:
+        if not self._streamed_chars or self._served_by is None:
             await self._failed(asyncio.CancelledError())
             return
-        estimate = Usage(
-            input_tokens=estimate_tokens_of_chars(self._prepared.prompt_bytes),
-            output_tokens=estimate_tokens_of_chars(self._streamed_chars))
-        await self.settle(estimate, self._served_by, (), status="CANCELLED")
+        await self.settle(self.billable(Usage()), self._served_by, (), status="CANCELLED")
 
     def _record(self, status: str, usage: Usage, served_by: Target | None,
                 attempts: Sequence[Attempt], charged: Charged | None) -> None:
@@ -122,7 +152,7 @@ class Meter:
             return
         call, prepared, billing = self._call, self._prepared, self._call.billing
         cost, currency = (charged.amount, charged.currency_code) if charged \
-            else self._list_cost(usage)
+            else self._list_cost(usage, served_by)
         self._recorder.record(UsageRecord(
             trace_id=call.caller.trace_id, method=call.method, service=call.caller.subject,
             status=status, latency_ms=(time.monotonic() - self._started) * 1000,
@@ -140,20 +170,19 @@ class Meter:
             wallet_id=billing.wallet_id if billing else "",
             session_id=billing.session_id if billing else "",
             cost_micros=cost, currency_code=currency,
+            uncollected_micros=charged.uncollected if charged else 0,
             transaction_id=charged.transaction_id if charged else None,
             prompt_key=prepared.prompt_key, prompt_version=prepared.prompt_version,
             bot_config_id=prepared.bot_config_id, chunk_ids=tuple(self._chunk_ids)))
 
-    def _list_cost(self, usage: Usage) -> tuple[int, str]:
-        """An unbilled call's cost at the configured price of the requested model, so
-        every usage record says what the call cost (0 when the model has no price)."""
-        price = self._prices.get(self._prepared.model) if self._prices else None
-        if price is None:
+    def _list_cost(self, usage: Usage, served_by: Target | None) -> tuple[int, str]:
+        """An unbilled call's cost at the price of the target that served it, so every
+        usage record says what the call cost (0 when unserved or unpriced)."""
+        entry = self._prices.for_target(served_by.provider, served_by.model) \
+            if self._prices and served_by else None
+        if entry is None:
             return 0, ""
-        return cost_micros(price, Metered(
-            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            duration_ms=int((time.monotonic() - self._started) * 1000))), price.currency_code
+        return cost_micros(entry.price, self._metered(usage)), entry.price.currency_code
 
 
 class Metering:
@@ -165,6 +194,9 @@ class Metering:
         self._recorder = recorder
         self._prices = prices
 
-    def meter(self, call: GenerationCall, prepared: Prepared, deadline: float) -> Meter:
-        """``deadline`` (time.monotonic) bounds the call, and so how long its hold lives."""
-        return Meter(call, prepared, self._billing, self._recorder, self._prices, deadline)
+    def meter(self, call: GenerationCall, prepared: Prepared, chain: Sequence[Target],
+              deadline: float) -> Meter:
+        """``chain``: every target that may serve (priced before any is called);
+        ``deadline`` (time.monotonic) bounds the call, and so its hold (size and life)."""
+        return Meter(call, prepared, chain, self._billing, self._recorder, self._prices,
+                     deadline)

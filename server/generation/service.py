@@ -100,7 +100,7 @@ class GenerationService:
     async def run(self, call: GenerationCall, deadline: float) -> Generated:
         started = time.monotonic()
         grounding, chain = await self._configure(call)
-        async with self._metering.meter(call, grounding.prepared, deadline) as meter:
+        async with self._metering.meter(call, grounding.prepared, chain, deadline) as meter:
             meter.grounded_by(grounding.chunk_ids)
             routed = await self._router.generate(chain, grounding.prepared.request, deadline)
             charge = await meter.settle(routed.completion.usage, routed.served_by,
@@ -118,7 +118,7 @@ class GenerationService:
         def ttft() -> float | None:
             return None if first_token_at is None else first_token_at - started
 
-        async with self._metering.meter(call, grounding.prepared, deadline) as meter:
+        async with self._metering.meter(call, grounding.prepared, chain, deadline) as meter:
             meter.grounded_by(grounding.chunk_ids)
             events = self._router.stream(chain, grounding.prepared.request, deadline)
             try:
@@ -142,9 +142,10 @@ class GenerationService:
                             ttft())
             except StreamInterrupted as cut:
                 # Text already reached the caller: report (and charge) what was used, then fail.
-                charge = await meter.settle(cut.usage, cut.served_by, cut.attempts,
+                usage = meter.billable(cut.usage)
+                charge = await meter.settle(usage, cut.served_by, cut.attempts,
                                             status="UPSTREAM_STREAM_FAILED")
-                yield StreamEnded(FinishReason.ERROR, cut.usage, self._outcome(
+                yield StreamEnded(FinishReason.ERROR, usage, self._outcome(
                     grounding, cut.served_by, cut.attempts, charge, started), ttft())
                 raise cut.to_gateway_error() from None
             finally:

@@ -139,14 +139,22 @@ class TargetConfig(_Strict):
 
 
 class PricingConfig(_Strict):
-    """Prices in micro-units of the currency per million tokens (never floats)."""
+    """Prices in micro-units of the currency per million tokens (never floats). An empty
+    entry (``{}``) is an explicit price of zero: a free model is said, never assumed."""
 
     currency_code: str = "USD"
     input_per_million_micros: int = Field(0, ge=0)
     output_per_million_micros: int = Field(0, ge=0)
-    cached_input_per_million_micros: int = Field(0, ge=0)
+    cached_input_per_million_micros: int | None = Field(
+        None, ge=0, description="cache reads; unset: the input rate")
+    cache_write_input_per_million_micros: int | None = Field(
+        None, ge=0, description="cache writes (Anthropic, Bedrock); unset: the input rate")
     per_message_micros: int = Field(0, ge=0, description="flat price per call")
     per_minute_micros: int = Field(0, ge=0, description="price per minute of call time")
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="the most the model writes in one answer: what a billed "
+                                "call's hold covers when the caller sets no max_output_tokens "
+                                "(unset: billing.hold_output_tokens)")
 
 
 class ModelConfig(_Strict):
@@ -287,6 +295,10 @@ class GatewayConfig(_Strict):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     universal_fallback: TargetConfig | None = None
+    prices: dict[str, dict[str, PricingConfig]] = Field(
+        {}, description="provider → model → price: what a call costs is the price of the "
+                        "target that served it; a route's own `pricing` prices its targets "
+                        "not listed here")
     prompts: PromptsConfig = PromptsConfig()
 
     @model_validator(mode="after")
@@ -303,9 +315,29 @@ class GatewayConfig(_Strict):
         if self.universal_fallback and self.universal_fallback.provider not in self.providers:
             bad.append(f"universal_fallback.provider: unknown provider "
                        f"{self.universal_fallback.provider!r}")
+        bad += [f"prices.{provider}: unknown provider {provider!r}"
+                for provider in self.prices if provider not in self.providers]
+        bad += self._conflicting_route_prices()
         if bad:
             raise ValueError("; ".join(bad))
         return self
+
+    def _conflicting_route_prices(self) -> list[str]:
+        """Two routes may not give one target different prices (which would apply after a
+        fallback?) unless ``prices`` settles it."""
+        seen: dict[tuple[str, str], tuple[str, PricingConfig]] = {}
+        bad = []
+        for name, model in self.models.items():
+            if model.pricing is None:
+                continue
+            for t in model.targets:
+                if t.model in self.prices.get(t.provider, {}):
+                    continue
+                first = seen.setdefault((t.provider, t.model), (name, model.pricing))
+                if first[1] != model.pricing:
+                    bad.append(f"models.{name}.pricing: prices {t.provider}/{t.model} unlike "
+                               f"models.{first[0]}.pricing; set prices.{t.provider}.{t.model}")
+        return bad
 
     def provider_api_key(self, name: str, environ: Mapping[str, str] = os.environ) -> SecretStr | None:
         """Resolve a provider's key from its env var or file, at the moment it is needed."""

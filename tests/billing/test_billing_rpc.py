@@ -136,7 +136,7 @@ async def test_key_reuse_with_another_body_is_already_exists(md, stub):
                       currency_code="EUR"),
      grpc.StatusCode.FAILED_PRECONDITION, "CURRENCY_MISMATCH", "currency_code"),
     (pb.ChargeRequest(wallet_id="WALLET", idempotency_key="k",
-                      usage=pb.UsageAmount(model="sim-fast", input_tokens=1)),
+                      usage=pb.UsageAmount(model="unpriced-model", input_tokens=1)),
      grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "usage.model"),
 ])
 async def test_bad_charges_get_precise_codes_and_fields(md, stub, request_, code, reason, field):

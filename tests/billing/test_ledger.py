@@ -97,12 +97,16 @@ async def test_hold_settle_posts_actual_and_releases_the_rest(scope, ledger, fun
     await assert_books_balance(billing)
 
 
-async def test_settle_more_than_held_is_refused(scope, ledger, funded_wallet):
+async def test_a_settle_beyond_its_hold_takes_what_the_wallet_can_pay(scope, ledger,
+                                                                      funded_wallet):
     wallet = await funded_wallet(1_000)
     hold = await ledger.hold(scope, wallet, "h", 100, ttl_s=60)
-    with pytest.raises(GatewayError) as err:
-        await ledger.settle(scope, hold.transaction_id, "s", 101)
-    assert err.value.code is Fault.INVALID_INPUT
+    over = await ledger.settle(scope, hold.transaction_id, "s", 101)
+    assert (over.amount, over.balance_after) == (-101, 899)  # the excess, in one operation
+    hold = await ledger.hold(scope, wallet, "h2", 100, ttl_s=60)
+    capped = await ledger.settle(scope, hold.transaction_id, "s2", 5_000)
+    assert (capped.amount, capped.balance_after) == (-899, 0)  # no further than it can pay
+    assert (await ledger.wallet(wallet)).held == 0
 
 
 async def test_a_hold_finishes_once(scope, ledger, funded_wallet):

@@ -98,6 +98,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the request names a bot with no active configuration."""
     ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 36
     """UNIMPLEMENTED: a feature this gateway has switched off (e.g. billing disabled)."""
+    ERROR_REASON_PRICE_UNKNOWN: _ErrorReason.ValueType  # 37
+    """FAILED_PRECONDITION: a billed call's chain reaches a target with no configured price
+    (metadata "target"); nothing was reserved and no vendor was called.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable error reasons of this API. Every error status carries a
@@ -183,4 +187,8 @@ ERROR_REASON_NO_ACTIVE_CONFIG: ErrorReason.ValueType  # 35
 """FAILED_PRECONDITION: the request names a bot with no active configuration."""
 ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 36
 """UNIMPLEMENTED: a feature this gateway has switched off (e.g. billing disabled)."""
+ERROR_REASON_PRICE_UNKNOWN: ErrorReason.ValueType  # 37
+"""FAILED_PRECONDITION: a billed call's chain reaches a target with no configured price
+(metadata "target"); nothing was reserved and no vendor was called.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
