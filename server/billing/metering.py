@@ -97,9 +97,11 @@ class Reservation:
 
     async def settle(self, served: str, used: Metered) -> Charged:
         """Charge ``used`` at the reserved price of ``served`` (a target key) in one ledger
-        operation; the rest of the hold goes back to the wallet."""
-        self.finished = True
+        operation; the rest of the hold goes back to the wallet. If the ledger fails, the
+        reservation stays open so ``void`` can still release the hold (a void after a settle
+        that did commit finds the hold closed and does nothing)."""
         if self._prior is not None:  # charged by an earlier call with this key
+            self.finished = True
             return self._replayed(self._prior)
         assert self.hold is not None
         cost = cost_micros(self.prices[served], used)
@@ -109,7 +111,9 @@ class Reservation:
                                                description=f"generation {served}",
                                                fingerprint=self._fingerprint)
         except HoldClosed:
+            self.finished = True
             return await self._charge_after_expiry(cost, used)
+        self.finished = True
         if posted.replayed:
             # Charged already by a concurrent call with this key: free our own hold.
             await self._void_hold()

@@ -120,8 +120,12 @@ class Meter:
         self._done = True
         charged = None
         if self._reservation is not None:
-            charged = await self._reservation.settle(
-                target_key(served_by.provider, served_by.model), self._metered(usage))
+            try:
+                charged = await self._reservation.settle(
+                    target_key(served_by.provider, served_by.model), self._metered(usage))
+            except GatewayError:
+                self._done = False  # leaving the meter with this error voids the hold
+                raise
         self._record(status, usage, served_by, attempts, charged)
         return charged
 
@@ -144,7 +148,10 @@ class Meter:
         if not self._streamed_chars or self._served_by is None:
             await self._failed(asyncio.CancelledError())
             return
-        await self.settle(self.billable(Usage()), self._served_by, (), status="CANCELLED")
+        try:
+            await self.settle(self.billable(Usage()), self._served_by, (), status="CANCELLED")
+        except GatewayError as error:  # the ledger failed: release the hold instead
+            await self._failed(error)
 
     def _record(self, status: str, usage: Usage, served_by: Target | None,
                 attempts: Sequence[Attempt], charged: Charged | None) -> None:
