@@ -3,11 +3,16 @@
 Rules come from configuration: requests/minute and tokens/minute, optionally only for a
 scope or a model. Token limits are charged with an estimate taken before the call (prompt
 characters / 4 + max output tokens), because the real count is only known afterwards
-and the point of the limit is to stop the spend before it happens.
+and the point of the limit is to stop the spend before it happens. Once the answer
+reports its usage (a Generate response, a stream's end event), the bucket is corrected
+by the difference — in the background, so the answer is not held up — so a limit in
+tokens/minute means tokens actually used, not guesses.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +69,7 @@ class RateLimitInterceptor(WrappingInterceptor):
         self._limiter = limiter
         self._checks = compile_rules(rules)
         self._metrics = metrics
+        self._pending: set[asyncio.Future[None]] = set()  # corrections in flight
         super().__init__()
 
     def _active(self) -> bool:
@@ -75,12 +81,14 @@ class RateLimitInterceptor(WrappingInterceptor):
         if not checks:
             return handler
 
-        async def enforce(request: Any, _context: grpc.aio.ServicerContext) -> None:
+        async def enforce(request: Any) -> list[_Taken]:
+            """Check every rule; the token charges taken, to correct after the call."""
             call = current_call.get()
             subject = call.subject if call else "anonymous"
             end_user = getattr(request, "end_user_id", "")
             model = getattr(request, "model", "")
             tokens = None
+            taken: list[_Taken] = []
             for check in checks:
                 cfg = check.config
                 if cfg.model is not None and cfg.model != model:
@@ -100,8 +108,78 @@ class RateLimitInterceptor(WrappingInterceptor):
                     self._metrics.rate_limited.labels(cfg.name).inc()
                     raise _rejection(cfg, check, subject if cfg.per == "service" else end_user,
                                      decision.retry_after_s)
+                if check.tokens:
+                    taken.append(_Taken(key, check.rule, cost))
+            return taken
 
-        return wrap_before(handler, enforce)
+        if not any(c.tokens for c in checks):
+            async def before(request: Any, _context: grpc.aio.ServicerContext) -> None:
+                await enforce(request)
+            return wrap_before(handler, before)
+        return _reconciling(handler, enforce, self._correct)
+
+    def _correct(self, taken: list[_Taken], used: int) -> None:
+        """Settle the estimate against the usage the answer reported (background)."""
+        for charge in taken:
+            if used != charge.estimate:
+                task = asyncio.ensure_future(
+                    self._limiter.adjust(charge.key, charge.rule, used - charge.estimate))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    key: str
+    rule: Rule
+    estimate: int
+
+
+def _used_tokens(response: Any) -> int | None:
+    """The tokens an answer reports: a GenerateResponse's usage or a stream's end event."""
+    if "end" in response.DESCRIPTOR.fields_by_name:
+        if not response.HasField("end"):
+            return None
+        response = response.end
+    if "usage" not in response.DESCRIPTOR.fields_by_name or not response.HasField("usage"):
+        return None
+    return response.usage.input_tokens + response.usage.output_tokens
+
+
+def _reconciling(handler: grpc.RpcMethodHandler,
+                 enforce: Callable[[Any], Awaitable[list[_Taken]]],
+                 correct: Callable[[list[_Taken], int], None]) -> grpc.RpcMethodHandler:
+    """``handler`` behind ``enforce``, with its token charges corrected by the usage the
+    answer reports. A call that fails keeps its estimate (no usage is known)."""
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            taken = await enforce(request)
+            response = await inner_uu(request, context)
+            if taken and (used := _used_tokens(response)) is not None:
+                correct(taken, used)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any,
+                               context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            taken = await enforce(request)
+            async for item in inner_us(request, context):
+                if taken and (used := _used_tokens(item)) is not None:
+                    correct(taken, used)
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer)
+
+    async def client_streaming(_request: Any, _context: grpc.aio.ServicerContext) -> None:
+        await enforce(None)
+    return wrap_before(handler, client_streaming)
 
 
 def _rejection(cfg: LimitRule, check: _Check, who: str, retry_after_s: float) -> GatewayError:

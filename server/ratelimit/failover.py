@@ -90,6 +90,17 @@ class FailoverLimiter:
                 return decision
         return await self._fallback_check(key, rule, cost)
 
+    async def adjust(self, key: str, rule: Rule, delta: int) -> None:
+        """Where checks are answered now; a correction Redis misses is dropped (the
+        limits are approximate while degraded anyway)."""
+        if self._degraded:
+            await self._fallback.adjust(key, rule, delta)
+            return
+        try:
+            await asyncio.wait_for(self._primary.adjust(key, rule, delta), self._timeout_s)
+        except REDIS_FAILURES as exc:
+            self._mark_down(exc)
+
     async def aclose(self) -> None:
         await self._primary.aclose()
         await self._fallback.aclose()

@@ -22,6 +22,7 @@ from server.ratelimit.rules import (
     Rule,
     check_cost,
     gcra,
+    gcra_adjust,
     storage_key,
     to_decision,
 )
@@ -67,6 +68,16 @@ class LocalLimiter:
         elif now_us - self._last_sweep_us >= self._sweep_interval_us:
             self._sweep(now_us, make_room=False)
         return to_decision(step, rule)
+
+    async def adjust(self, key: str, rule: Rule, delta: int) -> None:
+        now_us = self._now_us()
+        name = storage_key(rule, key)
+        tat = gcra_adjust(self._tats.get(name), now_us, rule, delta)
+        if tat > now_us:
+            self._tats[name] = tat
+            self._tats.move_to_end(name)
+        else:
+            self._tats.pop(name, None)
 
     async def aclose(self) -> None:
         self._tats.clear()

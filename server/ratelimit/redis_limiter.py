@@ -66,6 +66,29 @@ return {1, new_tat, 0, floor_div(now + tolerance - new_tat, interval)}
 """
 
 
+# KEYS[1] = bucket key. ARGV = emission interval (µs), delta (units, may be negative).
+# The transcription of `rules.gcra_adjust`: always applies; a refund stops at an idle key.
+ADJUST_LUA: Final = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = now
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  tat = tonumber(stored)
+  if tat < now then tat = now end
+end
+local new_tat = tat + tonumber(ARGV[2]) * tonumber(ARGV[1])
+if new_tat > now then
+  local ttl_ms = math.ceil((new_tat - now) / 1000)
+  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ttl_ms))
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
 class RedisLimiter:
     """GCRA limiter on a shared Redis.
 
@@ -92,6 +115,7 @@ class RedisLimiter:
         self._prefix = prefix
         self._owns_client = owns_client
         self._script = client.register_script(GCRA_LUA)
+        self._adjust = client.register_script(ADJUST_LUA)
 
     @classmethod
     def from_url(
@@ -123,6 +147,11 @@ class RedisLimiter:
         )
         step = GcraStep(bool(allowed), int(tat_us), int(retry_after_us), int(remaining))
         return to_decision(step, rule)
+
+    async def adjust(self, key: str, rule: Rule, delta: int) -> None:
+        """One EVALSHA; raises redis errors (``FailoverLimiter`` swallows them)."""
+        await self._adjust(keys=[self._prefix + storage_key(rule, key)],
+                           args=[rule.interval_us, delta])
 
     async def aclose(self) -> None:
         if self._owns_client:

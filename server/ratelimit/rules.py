@@ -85,6 +85,12 @@ class RateLimiter(Protocol):
         `rule`, if available. A denied check takes nothing."""
         ...
 
+    async def adjust(self, key: str, rule: Rule, delta: int) -> None:
+        """Correct an earlier check once the real cost is known: take ``delta`` more units
+        (may overdraw: later checks wait until it drains) or give ``-delta`` back (never
+        beyond a full bucket). Best effort: a limiter that cannot reach its store skips it."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -108,6 +114,13 @@ def gcra(stored_tat_us: int | None, now_us: int, rule: Rule, cost: int) -> GcraS
             False, tat, allow_at - now_us, max(0, (now_us + tolerance - tat) // interval)
         )
     return GcraStep(True, new_tat, 0, (now_us + tolerance - new_tat) // interval)
+
+
+def gcra_adjust(stored_tat_us: int | None, now_us: int, rule: Rule, delta: int) -> int:
+    """The TAT after correcting a key by ``delta`` units (the Lua ADJUST script mirrors
+    it): unlike a check it always applies, and a refund stops at an idle key (``now``)."""
+    tat = now_us if stored_tat_us is None or stored_tat_us < now_us else stored_tat_us
+    return max(now_us, tat + delta * rule.interval_us)
 
 
 def check_cost(rule: Rule, cost: int) -> Decision | None:

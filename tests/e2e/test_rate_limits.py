@@ -4,6 +4,7 @@ Redis goes away mid-run."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +96,67 @@ def test_redis_outage_keeps_serving_and_shows_in_metrics(two_gateways, redis_ser
             break
         time.sleep(0.3)
     assert gauge(gw.metrics_text(), "llmgw_rate_limit_degraded") == 0
+
+
+TOKEN_LIMIT = 1000
+
+
+@pytest.fixture(scope="module")
+def token_limited(simulator: SimulatorProcess, pg_url: str, redis_server: RedisProcess,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    simulator.set_scenario("tpm-short", reply_tokens=20)
+    simulator.set_scenario("tpm-long", reply_tokens=600)
+    workdir = tmp_path_factory.mktemp("tpm")
+    raw = raw_test_config(simulator.base_url, Path(workdir), database={"url": pg_url},
+                          rate_limits={"redis_url": redis_server.url, "rules": [
+                              {"name": "tpm", "per": "service",
+                               "tokens_per_minute": TOKEN_LIMIT}]})
+    gateway = GatewayProcess(raw, workdir)
+    try:
+        yield gateway.start()
+    finally:
+        gateway.stop()
+
+
+def ask(model: str, **config: int) -> pb.GenerateRequest:
+    return pb.GenerateRequest(targets=[pb.Target(provider="simulator", model=model)],
+                              messages=[pb.Message(role="user", content="hi")],
+                              config=pb.GenerationConfig(**config))
+
+
+def eventually_ok(send, attempts: int = 20) -> None:
+    """Corrections land in the background: retry briefly (the bucket refills only
+    1000 tokens/minute, ~17/s, far too slowly to pass by refill alone)."""
+    for _ in range(attempts):
+        try:
+            send()
+            return
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+            time.sleep(0.1)
+    send()
+
+
+def test_token_limits_are_corrected_by_the_usage_reported(token_limited):
+    md = bearer("generate", subject="tpm-refund")
+    with grpc.insecure_channel(token_limited.target) as channel:
+        stub = pb_grpc.GenerationServiceStub(channel)
+        # Estimated ~901 tokens each (max_output_tokens 900), used ~22: without the refund
+        # of the first call's unused estimate the second could not pass for ~48 s.
+        events = list(stub.StreamGenerate(ask("tpm-short", max_output_tokens=900),
+                                          metadata=md, timeout=10))
+        assert events[-1].end.usage.output_tokens == 20
+        eventually_ok(lambda: stub.Generate(ask("tpm-short", max_output_tokens=900),
+                                            metadata=md, timeout=10))
+
+        # Estimated ~257 tokens each (no max_output_tokens), used ~600: the overdraw is
+        # charged after each call, so after two calls (~1,200 used) the third is refused —
+        # on estimates alone (~514 taken) it would pass.
+        md = bearer("generate", subject="tpm-overdraw")
+        for _ in range(2):
+            reply = stub.Generate(ask("tpm-long"), metadata=md, timeout=10)
+            assert reply.usage.output_tokens == 600
+        time.sleep(0.5)  # the corrections are applied in the background
+        with pytest.raises(grpc.RpcError) as denied:
+            stub.Generate(ask("tpm-long"), metadata=md, timeout=10)
+        assert denied.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

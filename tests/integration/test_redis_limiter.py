@@ -79,6 +79,23 @@ async def test_capacity_refills_in_real_time(limiter: RedisLimiter) -> None:
     assert (await limiter.check("k", rule)).allowed
 
 
+async def test_corrections_match_the_local_limiter(limiter: RedisLimiter) -> None:
+    """Checks interleaved with corrections (overdraws and refunds, as a token limit is
+    settled against real usage): the same answers from Redis and from memory."""
+    rng = random.Random(20261205)
+    local = LocalLimiter()
+    for case in range(15):
+        rule = Rule(f"adjust{case}", limit=rng.randint(5, 60), period_s=3600,
+                    burst=rng.randint(5, 60))
+        for _ in range(rng.randint(1, 20)):
+            cost = rng.randint(0, 8)
+            remote, here = await limiter.check("k", rule, cost), await local.check("k", rule, cost)
+            assert (remote.allowed, remote.remaining) == (here.allowed, here.remaining)
+            delta = rng.randint(-10, 10)
+            await limiter.adjust("k", rule, delta)
+            await local.adjust("k", rule, delta)
+
+
 async def test_decisions_match_the_local_limiter(limiter: RedisLimiter) -> None:
     """Same rule, same cost sequence, (almost) the same instant: same answers."""
     rng = random.Random(20240601)
