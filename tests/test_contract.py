@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -34,3 +35,16 @@ def test_buf_breaking_against_main_when_available():
     result = subprocess.run([str(BUF), "breaking", "--against", ".git#branch=main"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_reason_the_server_raises_is_in_the_contract():
+    """A reason string in ErrorInfo that ``errors.proto`` does not list is a reason other
+    languages cannot switch on: every ``GatewayError(Fault.X, "REASON", …)`` must be there."""
+    from llmgateway.v1 import errors_pb2
+
+    listed = {name.removeprefix("ERROR_REASON_") for name in errors_pb2.ErrorReason.keys()}
+    raised = {match.group(1): str(path)
+              for path in (ROOT / "server").rglob("*.py")
+              for match in re.finditer(r'\(\s*Fault\.\w+,\s*"([A-Z_]+)"', path.read_text())}
+    assert len(raised) > 20  # the pattern still finds the server's errors
+    assert {r: p for r, p in raised.items() if r not in listed} == {}

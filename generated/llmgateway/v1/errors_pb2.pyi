@@ -102,6 +102,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: a billed call's chain reaches a target with no configured price
     (metadata "target"); nothing was reserved and no vendor was called.
     """
+    ERROR_REASON_ABORTED: _ErrorReason.ValueType  # 38
+    """ABORTED: the write lost a race with concurrent writes several times; retry it."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable error reasons of this API. Every error status carries a
@@ -191,4 +193,6 @@ ERROR_REASON_PRICE_UNKNOWN: ErrorReason.ValueType  # 37
 """FAILED_PRECONDITION: a billed call's chain reaches a target with no configured price
 (metadata "target"); nothing was reserved and no vendor was called.
 """
+ERROR_REASON_ABORTED: ErrorReason.ValueType  # 38
+"""ABORTED: the write lost a race with concurrent writes several times; retry it."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
