@@ -11,6 +11,14 @@ run after every window (a fast ledger that breaks the books does not count):
             driven from this process over 127.0.0.1;
   rpc x2    the same with `llmgw serve --workers 2`.
 
+Then a hostile caller beside the 32 normal ones, side by side with the same 32 alone (one
+`llmgw serve` process): it sends Charges back to back whose idempotency key or
+description holds a NUL byte. Validation must refuse every one (INVALID_ARGUMENT) before
+the ledger's batch, which Postgres would fail as a whole (NUL is not valid text), so the
+normal callers' throughput and p99 must not move. The table shows the hostile caller's
+answers, how many ledger operations the gateway applied beyond the normal callers' charges
+(must be 0) and its rows in the ledger (must be 0).
+
 Run (embedded Postgres in a scratch directory unless DATABASE_URL is set):
 
     .venv/bin/python bench/billing_bench.py             # about 90 s
@@ -28,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -83,8 +92,10 @@ async def lock_waiters(url: str, stop: asyncio.Event) -> float:
 
 
 async def drive(call: Callable[[int, int], Awaitable[None]], window_s: float,
-                url: str) -> tuple[int, list[float], int, float]:
-    """``CALLERS`` coroutines calling ``call(caller, i)`` back to back for ``window_s``."""
+                url: str, beside: Callable[[float], Awaitable[None]] | None = None,
+                ) -> tuple[int, list[float], int, float]:
+    """``CALLERS`` coroutines calling ``call(caller, i)`` back to back for ``window_s``;
+    ``beside(stop_at)`` (a hostile caller) runs meanwhile and is not measured."""
     stop = asyncio.Event()
     sampler = asyncio.create_task(lock_waiters(url, stop))
     latencies: list[float] = []
@@ -104,7 +115,8 @@ async def drive(call: Callable[[int, int], Awaitable[None]], window_s: float,
             i += 1
 
     started = time.monotonic()
-    await asyncio.gather(*(caller(c) for c in range(CALLERS)))
+    await asyncio.gather(*(caller(c) for c in range(CALLERS)),
+                         *([beside(stop_at)] if beside else []))
     elapsed = time.monotonic() - started
     stop.set()
     return int((len(latencies) - errors) / elapsed), latencies, errors, await sampler
@@ -128,6 +140,97 @@ async def setup_wallets(ledger, run: str) -> tuple[list[str], str]:  # type: ign
         await ledger.create_wallet(wallet, "USD")
     await asyncio.gather(*(ledger.credit("bench", w, f"seed-{w}", FUNDS) for w in (*spread, hot)))
     return spread, hot
+
+
+def hostile_caller(stub, md, wallet: Callable[[], str], run: str,  # type: ignore[no-untyped-def]
+                   answers: Counter[str]) -> Callable[[float], Awaitable[None]]:
+    """One caller sending, back to back, Charges with a NUL byte in the idempotency key or
+    in the description (alternately); ``answers`` counts the status codes it gets."""
+    import grpc
+    from llmgateway.v1 import billing_pb2 as pb
+
+    async def hostile(stop_at: float) -> None:
+        i = 0
+        while time.monotonic() < stop_at:
+            in_key = i % 2 == 0
+            request = pb.ChargeRequest(
+                wallet_id=wallet(), amount_micros=7,
+                idempotency_key=f"{run}-hostile-{i}" + ("\x00" if in_key else ""),
+                description="" if in_key else "free\x00lunch")
+            try:
+                await stub.Charge(request, metadata=md)
+                answers["OK"] += 1
+            except grpc.aio.AioRpcError as err:
+                answers[err.code().name] += 1
+            i += 1
+
+    return hostile
+
+
+def ledger_ops(proc) -> float:  # type: ignore[no-untyped-def]
+    """Ledger operations the gateway process has applied (its metrics endpoint)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in proc.metrics_text().splitlines()
+               if line.startswith("llmgw_ledger_operations_total{"))
+
+
+async def hostile_rows(url: str, proc, run: str, window_s: float,  # type: ignore[no-untyped-def]
+                       wallet_for: Callable[[str], str]) -> list[tuple[object, ...]]:
+    """The 32 normal callers alone, then with the hostile caller beside them, per mode."""
+    import grpc
+    from llmgateway.v1 import billing_pb2 as pb
+    from llmgateway.v1 import billing_pb2_grpc as pb_grpc
+
+    from tests.support.gateway import bearer
+
+    md = bearer("billing:charge", subject=f"bench-{run}")
+    hostile_scope = f"bench-hostile-{run}"
+    hostile_md = bearer("billing:charge", subject=hostile_scope)
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(proc.target, options=options) for _ in range(4)]
+    stubs = [pb_grpc.BillingServiceStub(ch) for ch in channels]
+    own = grpc.aio.insecure_channel(proc.target, options=options)  # its own connection
+    hostile_stub = pb_grpc.BillingServiceStub(own)
+    rows: list[tuple[object, ...]] = []
+    try:
+        for mode in ("spread", "hot"):
+            def normal(phase: str, mode: str = mode) -> Callable[[int, int], Awaitable[None]]:
+                async def rpc(c: int, i: int) -> None:
+                    await stubs[c % len(stubs)].Charge(pb.ChargeRequest(
+                        wallet_id=wallet_for(mode), amount_micros=7,
+                        idempotency_key=f"{run}-hostile-{phase}-{mode}-{c}-{i}"), metadata=md)
+                return rpc
+
+            if mode == "spread":
+                await drive(normal("warm-up"), min(2.0, window_s), url)
+            for with_hostile in (False, True):
+                answers: Counter[str] = Counter()
+                beside = hostile_caller(hostile_stub, hostile_md, lambda m=mode: wallet_for(m),
+                                        run, answers) if with_hostile else None
+                ops0 = ledger_ops(proc)
+                started = time.monotonic()
+                rate, lat, errors, _ = await drive(
+                    normal(f"{'with' if with_hostile else 'alone'}"), window_s, url, beside)
+                elapsed = time.monotonic() - started
+                extra_ops = ledger_ops(proc) - ops0 - (len(lat) - errors)
+                hostile_calls = sum(answers.values())
+                rows.append((mode, "yes" if with_hostile else "no", f"{rate:,}",
+                             fmt(percentile(lat, 50) * 1e3), fmt(percentile(lat, 99) * 1e3),
+                             errors,
+                             f"{int(hostile_calls / elapsed):,}" if with_hostile else "-",
+                             ", ".join(f"{k} {v:,}" for k, v in sorted(answers.items()))
+                             if with_hostile else "-",
+                             f"{extra_ops:.0f}"))
+        conn = await asyncpg.connect(url)
+        try:
+            in_ledger = await conn.fetchval(
+                "SELECT count(*) FROM ledger_transactions WHERE scope = $1", hostile_scope)
+        finally:
+            await conn.close()
+        rows = [(*row, in_ledger if row[1] == "yes" else "-") for row in rows]
+    finally:
+        for ch in (*channels, own):
+            await ch.close()
+    return rows
 
 
 def rpc_gateway(url: str, workdir: Path, workers: int):  # type: ignore[no-untyped-def]
@@ -190,6 +293,7 @@ async def main(window_s: float) -> None:
     from tests.support.gateway import bearer
 
     md = bearer("billing:charge", subject=f"bench-{run}")
+    hostile: list[tuple[object, ...]] = []
     for workers in (1, 2):
         proc = rpc_gateway(url, scratch, workers)
         try:
@@ -216,10 +320,17 @@ async def main(window_s: float) -> None:
                              await check(url)))
             for ch in channels:
                 await ch.close()
+            if workers == 1:
+                hostile = await hostile_rows(url, proc, run, window_s, wallet_for)
         finally:
             proc.stop()
     print(table(["path", "wallets", "charges/s", "p50 ms", "p99 ms", "errors", "ops/batch",
                  "lock waiters", "ledger check"], rows, align_left=2))
+    print(f"\n# Charge RPC, 1 worker: {CALLERS} normal callers, alone and beside one hostile "
+          f"caller (NUL in key or description); ledger check after: {await check(url)}")
+    print(table(["wallets", "hostile", "normal charges/s", "p50 ms", "p99 ms", "errors",
+                 "hostile calls/s", "hostile answers", "extra ledger ops",
+                 "hostile rows in ledger"], hostile, align_left=2))
     if not os.environ.get("DATABASE_URL"):
         from bench.gateway_bench import stop_embedded_postgres
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from server.kernel.db.faults import dependency_fault
+
 
 @dataclass(frozen=True)
 class UsageRecord:
@@ -88,7 +90,7 @@ class UsageRecorder:
             batch = self._drain()
             try:
                 await self._write(batch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # noqa: BLE001 - shutting down: report and go on
                 self._log.warning("dropped %d usage records at shutdown: %s", len(batch), exc)
                 break
 
@@ -110,16 +112,17 @@ class UsageRecorder:
             except asyncio.CancelledError:
                 self._requeue(batch)  # stop() writes what is queued
                 raise
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.CannotConnectNowError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the recorder must outlive any batch
+                if dependency_fault(exc) is None:
+                    # Refused for what it holds: retrying it would fail forever.
+                    self._log.error("dropped %d usage records the database refused: %s: %s",
+                                    len(batch), type(exc).__name__, exc)
+                    continue
                 # The database is away: keep the records (bounded by max_queue) and retry.
                 self._log.warning("usage records wait for the database (%d queued): %s",
                                   len(batch) + self._queue.qsize(), type(exc).__name__)
                 self._requeue(batch)
                 await asyncio.sleep(1.0)
-            except asyncpg.PostgresError as exc:
-                self._log.error("dropped %d usage records the database refused: %s",
-                                len(batch), exc)
 
     def _requeue(self, batch: list[UsageRecord]) -> None:
         for record in batch:

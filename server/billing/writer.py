@@ -10,6 +10,13 @@ one call of the ``ledger_apply`` stored function: one round trip, one lock acqui
 account, one commit for the whole batch. Each operation still succeeds or fails on its
 own, in submission order, and exactness is the database's job (row locks taken in one
 global order inside the function), so any number of processes can write at once.
+
+When the database goes away (shutdown, restart, failover) a batch's callers are answered
+UNAVAILABLE, whatever the moment: before the statement nothing happened; during it,
+including its commit, all or nothing happened and the caller cannot know which — a retry
+with the same idempotency key applies it or replays it, so either way it lands once. A
+batch whose results came back has committed and is answered with them, even if returning
+the connection to the pool fails afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from server.billing.operations import Operation, Result, Status
+from server.kernel.db.faults import dependency_fault, dependency_unavailable
 from server.kernel.errors import Fault, GatewayError
 
 _APPLY = ("SELECT idx, status, transaction_id, amount, balance_after, held, replayed "
@@ -31,9 +39,7 @@ _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError,
 
 
 def unavailable(what: str) -> GatewayError:
-    return GatewayError(Fault.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE",
-                        f"the ledger database is unavailable ({what}); retry with the same "
-                        "idempotency key")
+    return dependency_unavailable("the ledger", what)
 
 
 async def apply_batch(conn: asyncpg.Connection, ops: Sequence[Operation]) -> list[Result]:
@@ -118,27 +124,8 @@ class LedgerWriter:
             self, batch: list[tuple[Operation, asyncio.Future[Result]]]) -> None:
         try:
             results = await self._apply([op for op, _ in batch])
-        except asyncpg.PostgresError as exc:
-            if len(batch) > 1:
-                # One operation broke the statement (a bug, never a business rule: those
-                # are statuses). Apply them one by one so only the culprit fails.
-                self._log.error("ledger batch failed; retrying its operations one by one",
-                                exc_info=exc)
-                for item in batch:
-                    await self._apply_and_resolve([item])
-                return
-            self._log.error("ledger operation failed", exc_info=exc)
-            error = GatewayError(Fault.BUG, "INTERNAL",
-                                 "the ledger failed to apply the operation")
-            self._fail(batch, error)
-            return
-        except GatewayError as error:
-            self._fail(batch, error)
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must fail its callers, not the writer
-            self._log.error("ledger batch failed", exc_info=exc)
-            self._fail(batch, GatewayError(Fault.BUG, "INTERNAL",
-                                           "the ledger failed to apply the operation"))
+        except Exception as exc:  # noqa: BLE001 - a failure must fail its callers, not the writer
+            await self._failed(batch, exc)
             return
         self.batches += 1
         self.operations += len(batch)
@@ -148,6 +135,32 @@ class LedgerWriter:
             if not future.done():
                 future.set_result(result)
 
+    async def _failed(self, batch: list[tuple[Operation, asyncio.Future[Result]]],
+                      exc: Exception) -> None:
+        """Answer the callers of a batch that raised ``exc``."""
+        if isinstance(exc, GatewayError):
+            self._fail(batch, exc)
+            return
+        outage = dependency_fault(exc)
+        if outage is not None:
+            # Not the operations' fault: applying them one by one would only fail each
+            # again (or, with the database back, split a batch for nothing).
+            self._log.warning("ledger batch of %d answered UNAVAILABLE: the database is "
+                              "unavailable (%s: %s)", len(batch), type(exc).__name__, exc)
+            self._fail(batch, outage)
+            return
+        if isinstance(exc, asyncpg.PostgresError) and len(batch) > 1:
+            # One operation broke the statement (a bug, never a business rule: those are
+            # statuses). Apply them one by one so only the culprit fails.
+            self._log.error("ledger batch failed; retrying its operations one by one",
+                            exc_info=exc)
+            for item in batch:
+                await self._apply_and_resolve([item])
+            return
+        self._log.error("ledger operation failed", exc_info=exc)
+        self._fail(batch, GatewayError(Fault.BUG, "INTERNAL",
+                                       "the ledger failed to apply the operation"))
+
     @staticmethod
     def _fail(batch: list[tuple[Operation, asyncio.Future[Result]]], error: Exception) -> None:
         for _, future in batch:
@@ -156,16 +169,26 @@ class LedgerWriter:
 
     async def _apply(self, ops: list[Operation]) -> list[Result]:
         for attempt in range(self._max_retries + 1):
+            conn = await self._pool.acquire()
             try:
-                async with self._pool.acquire() as conn:
-                    return await apply_batch(conn, ops)
+                return await apply_batch(conn, ops)
             except _RETRYABLE:
                 # The whole statement rolled back; nothing happened, so running it again is
                 # exact. (Locks are taken in one order, so this is a safety net.)
                 if attempt == self._max_retries:
                     raise
-                await asyncio.sleep(0.001 * 2 ** attempt)
-            except (OSError, asyncpg.exceptions.PostgresConnectionError,
-                    asyncpg.exceptions.InterfaceError) as exc:
-                raise unavailable(type(exc).__name__) from exc
+            finally:
+                await self._release(conn)
+            await asyncio.sleep(0.001 * 2 ** attempt)
         raise AssertionError("unreachable")
+
+    async def _release(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        """Return ``conn`` to the pool. The batch's outcome is already decided (committed
+        with results in hand, or failed): a connection the server dropped meanwhile fails
+        its reset here, and that must not replace the outcome. asyncpg terminates such a
+        connection itself, and the pool opens a fresh one on the next acquire."""
+        try:
+            await self._pool.release(conn)
+        except Exception as exc:  # noqa: BLE001 - logged; the outcome stands
+            self._log.warning("could not return a ledger connection to the pool: %s: %s",
+                              type(exc).__name__, exc)

@@ -5,7 +5,9 @@ OpenTelemetry server span, publishes a ``CallContext`` for everything downstream
 puts the trace id in the ``x-trace-id`` trailer of every call — including calls that auth
 or the rate limiter reject, which is why it runs before them. It is also the one place
 where a ``GatewayError`` becomes a status and an unexpected exception becomes INTERNAL
-with the trace id (the stack trace goes to the log only).
+with the trace id (the stack trace goes to the log only) — unless it is the database
+being away (``server/kernel/db/faults.py``): that is UNAVAILABLE, which clients retry,
+and is not counted as an internal error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from server.interceptors.wrapping import WrappingInterceptor
 from server.kernel.call_context import CallContext, current_call, trace_trailers
+from server.kernel.db.faults import dependency_fault
 from server.kernel.errors import GatewayError
 from server.kernel.metrics import Metrics
 from server.status import GRPC_CODES, abort, internal_error
@@ -60,8 +63,9 @@ class TracingInterceptor(WrappingInterceptor):
                         context.set_trailing_metadata(trace_trailers(call))
                         return response
                     except Exception as exc:
-                        code = exc_code(exc, context)
-                        await self._fail(exc, context, call, span)
+                        error = answer_for(exc)
+                        code = exc_code(error, context)
+                        await self._fail(error, context, call, span, raised=exc)
                         raise
                     except asyncio.CancelledError:
                         code = "CANCELLED"
@@ -86,8 +90,9 @@ class TracingInterceptor(WrappingInterceptor):
                         yield item
                     context.set_trailing_metadata(trace_trailers(call))
                 except Exception as exc:
-                    code = exc_code(exc, context)
-                    await self._fail(exc, context, call, span)
+                    error = answer_for(exc)
+                    code = exc_code(error, context)
+                    await self._fail(error, context, call, span, raised=exc)
                     raise
                 except (asyncio.CancelledError, GeneratorExit):
                     code = "CANCELLED"
@@ -103,12 +108,16 @@ class TracingInterceptor(WrappingInterceptor):
         return _CallSpan(self._tracer, method, context)
 
     async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext,
-                    call: CallContext, span: trace.Span) -> None:
-        """End the call with ``exc``'s status. Aborting raises AbortError, which grpc
-        expects; an AbortError raised by the handler itself is left as it is."""
+                    call: CallContext, span: trace.Span, raised: Exception) -> None:
+        """End the call with ``exc``'s status (``answer_for(raised)``). Aborting raises
+        AbortError, which grpc expects; an AbortError raised by the handler itself is left
+        as it is."""
         if isinstance(exc, grpc.aio.AbortError):
             return
         if isinstance(exc, GatewayError):
+            if exc is not raised:  # the database is away: worth a line, not a stack trace
+                log.warning("%s answered %s: %s: %s", call.method, exc.reason,
+                            type(raised).__name__, raised, extra={"trace_id": call.trace_id})
             span.set_status(Status(StatusCode.ERROR, exc.reason))
             await abort(context, exc, call)
         self._metrics.internal_errors.labels(
@@ -117,6 +126,14 @@ class TracingInterceptor(WrappingInterceptor):
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, "internal"))
         await abort(context, internal_error(call), call)
+
+
+def answer_for(exc: Exception) -> Exception:
+    """``exc``, or the UNAVAILABLE ``GatewayError`` it stands for when it is the database
+    being away rather than a bug."""
+    if isinstance(exc, (GatewayError, grpc.aio.AbortError)):
+        return exc
+    return dependency_fault(exc) or exc
 
 
 def exc_code(exc: Exception, context: grpc.aio.ServicerContext) -> str:
