@@ -23,6 +23,7 @@ and a retry that finds the charge made meanwhile voids its own hold.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,11 +32,13 @@ from server.billing.budgets import Budget, Budgets
 from server.billing.ledger import HoldClosed, InsufficientFunds, KeyReused, Ledger, Posted
 from server.billing.pricing import Metered, Price, TargetPrice, cost_micros
 from server.billing.validation import Checks
+from server.kernel.db.faults import dependency_fault
 from server.kernel.errors import Fault, FieldViolation, GatewayError, invalid_argument
 from server.kernel.tokens import upper_bound_tokens
 
 
 MAX_SESSION_ID = 128
+log = logging.getLogger("llmgw.billing")
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,18 @@ class Reservation:
                        posted.balance_after, posted.replayed)
 
     async def _count(self, used: Metered, amount: int) -> None:
-        if self._governing:
+        """Count the call against its budgets. The money is taken by now, so a database
+        that went away must not turn the answer into an error: the count is lost
+        (logged), never the answer."""
+        if not self._governing:
+            return
+        try:
             await self._budgets.add(self._governing, used.input_tokens + used.output_tokens,
                                     amount)
+        except Exception as exc:
+            if dependency_fault(exc) is None:
+                raise
+            log.warning("budget usage of a settled call not counted: database unavailable")
 
     async def void(self) -> None:
         """The call failed: nothing is charged, the hold is voided."""

@@ -21,6 +21,7 @@ Every call, billed or not, leaves exactly one usage record.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -35,6 +36,9 @@ from server.generation.call import GenerationCall
 from server.generation.presets import Prepared
 from server.providers.base import Usage
 from server.kernel.tokens import estimate_tokens_of_chars
+
+
+log = logging.getLogger("llmgw.billing")
 
 
 class Meter:
@@ -139,7 +143,10 @@ class Meter:
         """The call failed before any usage: void the hold, record the failure."""
         self._done = True
         if self._reservation is not None:
-            await self._reservation.void()
+            try:
+                await self._reservation.void()
+            except GatewayError as lost:  # the ledger is away: the sweeper releases it
+                log.warning("hold %s left to expire: %s", self._reservation.hold, lost.reason)
         status = error.reason if isinstance(error, GatewayError) else type(error).__name__
         self._record(status, Usage(), None, getattr(error, "attempts", ()), None)
 
