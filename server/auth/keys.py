@@ -1,8 +1,9 @@
 """Verification keys for service JWTs.
 
 A `KeySet` is the gateway's whole trust configuration: an optional HS256 shared secret plus
-RS256/ES256 public keys from PEM files and/or a JWKS file. It is immutable; reloading keys
-means building a new `KeySet` (and a new verifier, whose cache then starts empty).
+RS256/ES256 public keys from PEM files and/or a JWKS file, plus — when `auth.jwks_url` is
+set — the keys last fetched from that URL. It is immutable; reloading keys means building a
+new `KeySet` (and a new verifier, whose cache then starts empty; `server.auth.rotating`).
 
 Each key is pinned to exactly one algorithm, chosen by the key's *type*, never by the token:
 
@@ -83,7 +84,9 @@ class KeyLookupError(LookupError):
 class KeySet:
     """Immutable set of verification keys, looked up by kid or by algorithm."""
 
-    def __init__(self, keys: Iterable[VerificationKey]) -> None:
+    def __init__(self, keys: Iterable[VerificationKey], *, allow_empty: bool = False) -> None:
+        """`allow_empty` is for a gateway whose keys all come from a JWKS URL: it starts
+        (refusing every token as UNKNOWN_KEY) even when the first fetch fails."""
         by_kid: dict[str, VerificationKey] = {}
         by_alg: dict[str, list[VerificationKey]] = {}
         for key in keys:
@@ -93,7 +96,7 @@ class KeySet:
                 raise KeyConfigError(f"duplicate key id {key.kid!r}")
             by_kid[key.kid] = key
             by_alg.setdefault(key.algorithm, []).append(key)
-        if not by_kid:
+        if not by_kid and not allow_empty:
             raise KeyConfigError("no JWT verification keys configured")
         self._by_kid: Mapping[str, VerificationKey] = by_kid
         self._by_alg: Mapping[str, tuple[VerificationKey, ...]] = {
@@ -108,6 +111,7 @@ class KeySet:
         jwks_file: Path | None = None,
         *,
         hs256_kid: str = DEFAULT_HS256_KID,
+        allow_empty: bool = False,
     ) -> KeySet:
         """Build a key set from configuration.
 
@@ -117,7 +121,7 @@ class KeySet:
         `jwks_file` is a JSON Web Key Set of RSA/EC public keys (kid from the JWK, or
         `<file stem>#<index>` when absent); symmetric ("oct") JWKs are refused, JWKs whose
         `use` is not "sig" are skipped. Raises KeyConfigError (a ValueError) with an
-        operator-facing message naming the offending file.
+        operator-facing message naming the offending file. `allow_empty`: see `__init__`.
         """
         keys: list[VerificationKey] = []
         if hs256_secret is not None:
@@ -126,8 +130,18 @@ class KeySet:
             path = Path(path)
             keys.append(_pem_key(path.stem, path))
         if jwks_file is not None:
-            keys.extend(_jwks_keys(Path(jwks_file)))
-        return cls(keys)
+            jwks_file = Path(jwks_file)
+            keys.extend(parse_jwks(jwks_file.read_bytes(), origin=str(jwks_file),
+                                   kid_prefix=jwks_file.stem))
+        return cls(keys, allow_empty=allow_empty)
+
+    def with_keys(self, extra: Iterable[VerificationKey]) -> KeySet:
+        """A new set holding these keys and `extra` (a duplicate kid is a KeyConfigError).
+
+        How static keys and keys fetched from a JWKS URL are combined: the static part
+        never changes, the fetched part is replaced on every successful refresh.
+        """
+        return KeySet((*self._by_kid.values(), *extra), allow_empty=True)
 
     def select(self, algorithm: object, kid: object) -> VerificationKey:
         """The key that must verify a token whose header says `alg`/`kid`.
@@ -227,42 +241,53 @@ def _pem_key(kid: str, path: Path) -> VerificationKey:
     return _public_key(kid, public_key, origin=str(path))
 
 
-def _jwks_keys(path: Path) -> list[VerificationKey]:
+def parse_jwks(document: bytes | str, *, origin: str, kid_prefix: str) -> list[VerificationKey]:
+    """The signing keys of a JSON Web Key Set, validated as strictly as a PEM file.
+
+    One parser for the JWKS file and the JWKS URL, so both accept exactly the same keys:
+    RSA (≥2048 bits) and EC P-256 public keys only; `alg`, when present, must be the one
+    the key type pins (RS256 / ES256); JWKs whose `use` is not "sig" are skipped; a
+    symmetric ("oct") JWK or one carrying private material (`d`) refuses the whole set —
+    publishing those is a mistake we surface rather than work around. A JWK without `kid`
+    is named `<kid_prefix>#<index>`. Raises KeyConfigError naming `origin` (a file path or
+    URL, never key material).
+    """
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KeyConfigError(f"{path} is not valid JSON") from exc
-    entries = document.get("keys") if isinstance(document, dict) else None
+        parsed = json.loads(document)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KeyConfigError(f"{origin} is not valid JSON") from exc
+    entries = parsed.get("keys") if isinstance(parsed, dict) else None
     if not isinstance(entries, list):
-        raise KeyConfigError(f"{path} is not a JWK Set (expected an object with a 'keys' list)")
+        raise KeyConfigError(f"{origin} is not a JWK Set (expected an object with a 'keys' list)")
     keys = []
     for index, jwk in enumerate(entries):
-        origin = f"{path} key #{index}"
+        where = f"{origin} key #{index}"
         if not isinstance(jwk, dict):
-            raise KeyConfigError(f"{origin} is not a JSON object")
+            raise KeyConfigError(f"{where} is not a JSON object")
         if jwk.get("use", "sig") != "sig":
             continue
         kty = jwk.get("kty")
-        expected = {"RSA": RS256, "EC": ES256}.get(kty)  # type: ignore[arg-type]
+        expected = {"RSA": RS256, "EC": ES256}.get(kty) if isinstance(kty, str) else None
         if expected is None:
             raise KeyConfigError(
-                f"{origin}: key type {kty!r} not accepted (RSA or EC only; the HS256 "
+                f"{where}: key type {kty!r} not accepted (RSA or EC only; the HS256 "
                 "secret is configured separately)"
             )
         if jwk.get("alg", expected) != expected:
-            raise KeyConfigError(f"{origin}: alg {jwk.get('alg')!r} not accepted for a {kty} key")
+            raise KeyConfigError(f"{where}: alg {jwk.get('alg')!r} not accepted for a {kty} key")
         if "d" in jwk:
             raise KeyConfigError(
-                f"{origin} contains private key material; publish public keys only"
+                f"{where} contains private key material; publish public keys only"
             )
+        # Fetched JWKs are untrusted input: a wrong-typed member is a refusal, not a crash.
         try:
             public_key = PyJWK(jwk, algorithm=expected).key
-        except PyJWTError as exc:
-            raise KeyConfigError(f"{origin} is not a valid {kty} public key") from exc
+        except (PyJWTError, ValueError, TypeError, KeyError) as exc:
+            raise KeyConfigError(f"{where} is not a valid {kty} public key") from exc
         kid = jwk.get("kid")
         if kid is not None and not isinstance(kid, str):
-            raise KeyConfigError(f"{origin}: kid must be a string")
-        keys.append(_public_key(kid or f"{path.stem}#{index}", public_key, origin=origin))
+            raise KeyConfigError(f"{where}: kid must be a string")
+        keys.append(_public_key(kid or f"{kid_prefix}#{index}", public_key, origin=where))
     return keys
 
 
