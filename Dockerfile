@@ -27,6 +27,8 @@ USER gateway
 VOLUME ["/data"]
 # gRPC, Prometheus metrics
 EXPOSE 50051 9464
+# With server.tls set, the health check needs the CA (and, for mutual TLS, a client
+# certificate): set LLMGW_HEALTHCHECK_CACERT (and _CERT, _KEY, _SERVER_NAME) in the env.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-m", "server.healthcheck", "--target", "127.0.0.1:50051"]
 # Production: set DATABASE_URL (Postgres with pgvector), REDIS_URL, LLMGW_JWT_SECRET or

@@ -3,7 +3,8 @@
 One Python process uses one core, so ``--workers N`` starts N processes that share the
 port through SO_REUSEPORT (the kernel spreads connections). The supervisor prepares the
 database once (embedded start-up, migrations), serves the aggregated metrics
-(prometheus_client multiprocess mode) and forwards SIGTERM/SIGINT so every worker drains.
+(prometheus_client multiprocess mode) and forwards SIGTERM/SIGINT so every worker drains
+(and SIGHUP, with TLS on, so every worker re-reads its certificate files).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ async def _serve(config: GatewayConfig, database_url: str,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if gateway.tls is not None:  # SIGHUP: re-read the TLS files before the next handshake
+        loop.add_signal_handler(signal.SIGHUP, gateway.tls.request_reload)
     await stop.wait()
     log.info("draining", extra={"grace_s": config.server.grace_period_s})
     await gateway.stop()
@@ -105,6 +108,8 @@ def serve_workers(config: GatewayConfig, workers: int, config_path: Path | None)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if config.server.tls is not None:  # each worker re-reads its own TLS files
+        signal.signal(signal.SIGHUP, forward)
     codes = [child.wait() for child in children]
     if any(codes):
         raise SystemExit(f"worker exit codes: {codes}")

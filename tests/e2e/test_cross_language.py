@@ -25,10 +25,11 @@ def grpcurl_path() -> str:
     return str(binary)
 
 
-async def run(*argv: str, timeout: float = 30) -> tuple[int, str, str]:
+async def run(*argv: str, timeout: float = 30,
+              env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run a command without blocking the event loop the in-process gateway serves on."""
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE, env=env)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, out.decode(), err.decode()
 

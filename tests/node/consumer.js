@@ -1,11 +1,37 @@
 // A Node.js consumer that knows nothing but proto/: loads the contract at run time with
 // @grpc/proto-loader and streams a reply. Prints one JSON line per event, then "DONE".
 // Usage: node consumer.js <target> <token> <model>
+//          [--ca ca.pem [--cert client.pem --key client-key.pem] [--server-name NAME]]
+// Plaintext by default; --ca connects over TLS trusting that CA, --cert/--key add the
+// client certificate a gateway with mutual TLS asks for, --server-name is the name the
+// gateway's certificate carries when it is not the target's host.
+const fs = require("fs");
 const path = require("path");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
-const [target, token, model] = process.argv.slice(2);
+const [target, token, model, ...flags] = process.argv.slice(2);
+const tls = {};
+for (let i = 0; i < flags.length; i += 2) {
+  const [flag, value] = [flags[i], flags[i + 1]];
+  if (!["--ca", "--cert", "--key", "--server-name"].includes(flag) || value === undefined) {
+    console.error(`usage: unknown or incomplete option ${flag}`);
+    process.exit(2);
+  }
+  tls[flag.slice(2)] = value;
+}
+if (("cert" in tls) !== ("key" in tls)) {
+  console.error("usage: --cert and --key go together");
+  process.exit(2);
+}
+
+// Any TLS option means TLS; without --ca the system roots verify the gateway.
+function credentials() {
+  if (Object.keys(tls).length === 0) return grpc.credentials.createInsecure();
+  const read = (name) => (name in tls ? fs.readFileSync(tls[name]) : null);
+  return grpc.credentials.createSsl(read("ca"), read("key"), read("cert"));
+}
+
 const protoRoot = path.resolve(__dirname, "..", "..", "proto");
 const definition = protoLoader.loadSync("llmgateway/v1/generation.proto", {
   includeDirs: [protoRoot],
@@ -16,7 +42,8 @@ const definition = protoLoader.loadSync("llmgateway/v1/generation.proto", {
   oneofs: true,
 });
 const v1 = grpc.loadPackageDefinition(definition).llmgateway.v1;
-const client = new v1.GenerationService(target, grpc.credentials.createInsecure());
+const options = "server-name" in tls ? { "grpc.ssl_target_name_override": tls["server-name"] } : {};
+const client = new v1.GenerationService(target, credentials(), options);
 const metadata = new grpc.Metadata();
 metadata.add("authorization", `Bearer ${token}`);
 

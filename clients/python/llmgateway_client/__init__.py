@@ -6,9 +6,16 @@ minter = TokenMinter(secret, subject="billing-service", scopes=["generate"])
 async with GatewayClient("127.0.0.1:50051", token_source=minter) as client:
     result = await client.generate("sim-chat", "Say hello")
     print(result.text, result.served_by, result.usage, result.trace_id)
+
+Over TLS (mutual, with a client certificate):
+
+tls = TlsOptions.from_files(ca_file="ca.pem", cert_file="client.pem", key_file="client-key.pem")
+async with GatewayClient("gateway.internal:50051", token_source=minter, tls=tls) as client:
+    ...
 """
 
 from .auth import StaticToken, TokenMinter, TokenSource
+from .channels import TlsOptions
 from .client import GatewayClient
 from .errors import (
     Aborted,
@@ -111,6 +118,7 @@ __all__ = [
     "SyncGatewayClient",
     "Target",
     "TextChunk",
+    "TlsOptions",
     "TokenMinter",
     "TokenSource",
     "Transaction",

@@ -23,7 +23,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from . import requests, results
 from .auth import TokenSource
-from .channels import ChannelConfig, ChannelOption, Stubs
+from .channels import ChannelConfig, ChannelOption, Stubs, TlsOptions, tls_from
 from .errors import error_from_rpc_error
 from .metadata import MetadataPairs, call_metadata
 from .requests import GenerateOptions
@@ -56,6 +56,10 @@ class GatewayClient:
     it); UNAVAILABLE is retried up to `max_retries` times after the first attempt, with
     jittered exponential `backoff`, never past the deadline. The channel opens on first
     use, inside the running event loop; close it with `close()` or `async with`.
+
+    The channel is plaintext unless `tls` is given (`TlsOptions`: the CA to trust or the
+    system roots, a client certificate for mutual TLS, the name the server's certificate
+    carries); `secure=True` and `root_certificates=` are shorthands for the first.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class GatewayClient:
         max_retries: int = 3,
         secure: bool = False,
         root_certificates: bytes | None = None,
+        tls: TlsOptions | None = None,
         channel_options: Sequence[ChannelOption] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
@@ -76,8 +81,7 @@ class GatewayClient:
             raise ValueError("max_retries must be >= 0")
         self._channel_config = ChannelConfig(
             target=target,
-            secure=secure or root_certificates is not None,
-            root_certificates=root_certificates,
+            tls=tls_from(tls, secure, root_certificates),
             options=tuple(channel_options or ()),
         )
         self._token_source = token_source

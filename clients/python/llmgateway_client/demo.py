@@ -1,6 +1,10 @@
 """Stream one reply from a running gateway: `python -m llmgateway_client.demo`.
 
     python -m llmgateway_client.demo [--target 127.0.0.1:50051] [--model sim-chat] [--prompt "..."]
+        [--cacert ca.pem [--cert client.pem --key client-key.pem] [--servername NAME]]
+
+With `--cacert` (or `--tls`, trusting the system roots) the demo connects over TLS; `--cert`
+and `--key` add the client certificate a gateway with mutual TLS asks for.
 
 The token is `LLMGW_TOKEN` if set; otherwise the demo mints one (HS256, subject "demo",
 scopes "generate retrieve") with the secret in `LLMGW_JWT_SECRET` or, failing that, in
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .auth import StaticToken, TokenMinter, TokenSource
+from .channels import TlsOptions
 from .client import GatewayClient
 from .errors import DeadlineExceeded, GatewayError, PermissionDenied, Unauthenticated, Unavailable
 from .types import StreamFinished, StreamStarted, Target, TextChunk
@@ -114,12 +119,30 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--prompt", default="In two sentences, what does an LLM gateway do for a backend team?"
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
-    return parser.parse_args(argv)
+    tls = parser.add_argument_group("TLS (plaintext without these)")
+    tls.add_argument("--tls", action="store_true", help="TLS, trusting the system roots")
+    tls.add_argument("--cacert", help="PEM CA the gateway's certificate must chain to")
+    tls.add_argument("--cert", help="PEM client certificate (mutual TLS)")
+    tls.add_argument("--key", help="PEM key of the client certificate")
+    tls.add_argument("--servername", help="name the gateway's certificate carries, if not "
+                     "the target's host")
+    args = parser.parse_args(argv)
+    if (args.cert is None) != (args.key is None):
+        parser.error("--cert and --key go together")
+    return args
 
 
-async def _run(args: argparse.Namespace, token_source: TokenSource) -> None:
+def _tls_options(args: argparse.Namespace) -> TlsOptions | None:
+    if not (args.tls or args.cacert or args.cert or args.servername):
+        return None
+    return TlsOptions.from_files(ca_file=args.cacert, cert_file=args.cert, key_file=args.key,
+                                 server_name=args.servername)
+
+
+async def _run(args: argparse.Namespace, token_source: TokenSource,
+               tls: TlsOptions | None) -> None:
     async with GatewayClient(
-        args.target, token_source=token_source, timeout_s=args.timeout, max_retries=1
+        args.target, token_source=token_source, timeout_s=args.timeout, max_retries=1, tls=tls
     ) as client:
         await stream_once(client, args.model, args.prompt, sys.stdout)
 
@@ -132,7 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_run(args, token_source))
+        tls = _tls_options(args)
+    except OSError as error:
+        print(f"demo: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_run(args, token_source, tls))
     except GatewayError as error:
         print(file=sys.stdout)
         print(f"demo: {_explain(error, args.target)}", file=sys.stderr)

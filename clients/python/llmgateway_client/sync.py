@@ -21,7 +21,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from . import requests, results
 from .auth import TokenSource
-from .channels import ChannelConfig, ChannelOption, Stubs
+from .channels import ChannelConfig, ChannelOption, Stubs, TlsOptions, tls_from
 from .errors import error_from_rpc_error
 from .metadata import MetadataPairs, call_metadata
 from .requests import GenerateOptions
@@ -59,6 +59,7 @@ class Gateway:
         max_retries: int = 3,
         secure: bool = False,
         root_certificates: bytes | None = None,
+        tls: TlsOptions | None = None,
         channel_options: Sequence[ChannelOption] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
@@ -68,8 +69,7 @@ class Gateway:
             raise ValueError("max_retries must be >= 0")
         self._channel_config = ChannelConfig(
             target=target,
-            secure=secure or root_certificates is not None,
-            root_certificates=root_certificates,
+            tls=tls_from(tls, secure, root_certificates),
             options=tuple(channel_options or ()),
         )
         self._token_source = token_source
