@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from llmgateway.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     billing_pb2,
     billing_pb2_grpc,
     config_pb2,
@@ -27,9 +29,16 @@ from llmgateway.v1 import (
 )
 from prometheus_client import CollectorRegistry
 
+from server.audit.recorder import AuditRecorder
+from server.audit.snapshots import Snapshots
+from server.audit.store import AuditStore
+from server.auth.jwks_http import HttpJwksFetcher
+from server.auth.jwks_refresh import JwksRefresher
 from server.auth.keys import KeySet, jwt_secret
+from server.auth.rotating import RotatingVerifier
 from server.auth.tokens import TokenVerifier
 from server.billing.pricing import PriceList
+from server.kernel.tenancy import TenantClaims
 from server.billing.runtime import BillingRuntime, BillingSettings, metrics_hook
 from server.bots.store import BotStore
 from server.kernel.config import GatewayConfig
@@ -40,6 +49,7 @@ from server.fallback.chain import ChainBuilder
 from server.fallback.route_store import RouteStore, refresh_forever
 from server.fallback.router import RetryPolicy, Router
 from server.fallback.routes import RouteCache, configured_targets, routes_from_config
+from server.handlers.audit import AuditService
 from server.handlers.billing import BillingService
 from server.handlers.config import ConfigService
 from server.generation.grounding import Grounder
@@ -48,6 +58,7 @@ from server.generation.presets import Presets
 from server.generation.service import GenerationService
 from server.handlers.generation import GenerationServicer
 from server.handlers.retrieval import RetrievalService
+from server.interceptors.audit import AuditInterceptor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.checks import RequestChecksInterceptor
 from server.interceptors.concurrency import StreamLimitInterceptor, StreamsPerCaller
@@ -63,13 +74,16 @@ from server.ratelimit.local import LocalLimiter
 from server.ratelimit.redis_limiter import RedisLimiter
 from server.ratelimit.rules import RateLimiter
 from server.kernel.telemetry import build_tracer_provider, tracer
+from server.kernel.tls import CertificateReloader
+from server.tls import listener_credentials
 
 log = logging.getLogger("llmgw.server")
 
 SERVICE_NAMES = (generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
                  billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
                  retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
-                 config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name)
+                 config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
+                 audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name)
 
 
 def metric_labels(config: GatewayConfig, routes: RouteCache) -> MetricLabels:
@@ -79,7 +93,8 @@ def metric_labels(config: GatewayConfig, routes: RouteCache) -> MetricLabels:
     regions = {""}
     for provider in config.providers.values():
         regions.update((provider.region, *provider.failover_regions))
-    methods = [m.name for pb in (generation_pb2, billing_pb2, retrieval_pb2, config_pb2)
+    methods = [m.name for pb in (generation_pb2, billing_pb2, retrieval_pb2, config_pb2,
+                                 audit_pb2)
                for service in pb.DESCRIPTOR.services_by_name.values() for m in service.methods]
     return MetricLabels(
         providers=LabelSet(config.providers),
@@ -91,10 +106,21 @@ def metric_labels(config: GatewayConfig, routes: RouteCache) -> MetricLabels:
         methods=LabelSet(methods))
 
 
-def build_verifier(config: GatewayConfig, environ: Mapping[str, str]) -> TokenVerifier:
-    keys = KeySet.load(jwt_secret(config, environ), config.auth.public_key_files,
-                       config.auth.jwks_file)
-    return TokenVerifier(keys, config.auth.issuer, config.auth.audience, config.auth.leeway_s)
+def build_verifier(config: GatewayConfig, environ: Mapping[str, str]
+                   ) -> tuple[RotatingVerifier, JwksRefresher | None]:
+    """The static keys' verifier, and the refresher that adds `auth.jwks_url`'s keys (if set;
+    then the static keys may be none at all)."""
+    auth = config.auth
+    keys = KeySet.load(jwt_secret(config, environ), auth.public_key_files, auth.jwks_file,
+                       allow_empty=auth.jwks_url is not None)
+    verifier = RotatingVerifier(
+        keys, lambda ks: TokenVerifier(ks, auth.issuer, auth.audience, auth.leeway_s))
+    if auth.jwks_url is None:
+        return verifier, None
+    fetch = HttpJwksFetcher(auth.jwks_url, auth.jwks_timeout_s)
+    return verifier, JwksRefresher(fetch, verifier, origin=fetch.origin,
+                                   refresh_s=auth.jwks_refresh_s,
+                                   min_refresh_s=auth.jwks_min_refresh_s)
 
 
 def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
@@ -161,16 +187,29 @@ class Gateway:
                             g.breaker_window_s, g.breaker_min_calls, g.breaker_cooldown_s))
         self.router = router
         interceptors: list[grpc.aio.ServerInterceptor] = [TracingInterceptor(otel, self.metrics)]
+        self._jwks: JwksRefresher | None = None
+        self._jwks_task: asyncio.Task[None] | None = None
         if config.auth.enabled:
-            interceptors.append(AuthInterceptor(build_verifier(config, environ)))
+            verifier, self._jwks = build_verifier(config, environ)
+            interceptors.append(AuthInterceptor(
+                verifier, on_unknown_key=self._jwks.refresh_for_unknown_key if self._jwks
+                else None))
         if config.rate_limits.enabled:
             interceptors.append(RateLimitInterceptor(self._limiter, config.rate_limits.rules,
-                                                     self.metrics))
+                                                     self.metrics,
+                                                     TenantClaims.from_config(config.tenancy)))
         self.streams = StreamsPerCaller(config.server.max_streams_per_caller)
         interceptors.append(StreamLimitInterceptor(self.streams, self.metrics))
-        interceptors.append(RequestChecksInterceptor())  # innermost: right before handlers
+        interceptors.append(RequestChecksInterceptor())  # right before handlers (and audit)
+        audit_store = AuditStore(self._engine)
+        self.audit = AuditRecorder(audit_store, on_outcome=lambda outcome:
+                                   self.metrics.audit_events.labels(outcome).inc())
+        # Innermost: records only checked requests whose handler succeeded.
+        interceptors.append(AuditInterceptor(self.audit, Snapshots(self._engine),
+                                             TenantClaims.from_config(config.tenancy)))
         self.server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
         b = config.billing
+        tenants = TenantClaims.from_config(config.tenancy)
         prices = PriceList.from_config(config)
         if unpriced := prices.unpriced(configured_targets(config)):
             log.warning("unpriced targets (billed calls reaching them fail with "
@@ -183,16 +222,16 @@ class Gateway:
                                                             self.metrics.ledger_batch_size))
         if b.enabled:
             billing_pb2_grpc.add_BillingServiceServicer_to_server(
-                BillingService(self.billing.ledger, self.billing.budgets), self.server)
+                BillingService(self.billing.ledger, self.billing.budgets, tenants), self.server)
         self.rag = RagRuntime.from_config(config.rag, self._engine,
                                           build_embedders(config, self._providers))
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
-            RetrievalService(config.rag, self.rag.retriever, self.rag.ingestor), self.server)
+            RetrievalService(config.rag, self.rag.retriever, self.rag.ingestor, tenants), self.server)
         self.prompts = PromptStore(self._engine)
         bots = BotStore(self._engine)
         renderer = Renderer(timezone=config.prompts.timezone)
         config_pb2_grpc.add_ConfigServiceServicer_to_server(
-            ConfigService(self.prompts, bots, renderer), self.server)
+            ConfigService(self.prompts, bots, renderer, tenants), self.server)
         generation = GenerationService(
             chains, router,
             Metering(self.billing.calls, self.billing.recorder, prices) if b.enabled
@@ -201,18 +240,33 @@ class Gateway:
             grounder=Grounder(config.rag, self.rag.retriever))
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
             GenerationServicer(config, chains, generation), self.server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(audit_store, tenants),
+                                                          self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.port = 0
+        self.tls: CertificateReloader | None = None  # start() sets it when server.tls is set
 
     async def start(self, host: str, port: int) -> int:
-        """Bind and start serving; returns the bound port (useful with port 0)."""
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        """Bind and start serving; returns the bound port (useful with port 0).
+
+        Plaintext unless ``server.tls`` is set; then TLS (mutual with a client CA), the
+        certificate re-read for new connections as ``self.tls`` decides (SIGHUP, file
+        changes)."""
+        address = f"{host}:{port}"
+        if self.config.server.tls is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            credentials, self.tls = listener_credentials(self.config.server.tls)
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port}")
         if self.config.billing.enabled:
             await self.billing.start()
+        if self._jwks is not None:  # a failed first fetch is logged; the task keeps retrying
+            await self._jwks.refresh()
+            self._jwks_task = asyncio.create_task(self._jwks.run_forever(), name="jwks-refresh")
         await self.server.start()
         database_up = await database_is_up(self._engine)
         if database_up and self.config.prompts.load_defaults:
@@ -222,7 +276,9 @@ class Gateway:
         self._routes_task = asyncio.create_task(
             refresh_forever(self._route_store, self.routes, self._providers,
                             self.config.routing.routes_refresh_s), name="routes-refresh")
-        log.info("gateway listening", extra={"address": f"{host}:{self.port}"})
+        log.info("gateway listening", extra={
+            "address": f"{host}:{self.port}",
+            "tls": "off" if self.tls is None else "mutual" if self.tls.mutual else "on"})
         return self.port
 
     async def _set_health(self, serving: bool) -> None:
@@ -251,9 +307,12 @@ class Gateway:
             self._health_task.cancel()
         if self._routes_task is not None:
             self._routes_task.cancel()
+        if self._jwks_task is not None:
+            self._jwks_task.cancel()
         grace = self.config.server.grace_period_s if grace_s is None else grace_s
         await self.server.stop(grace)
         await self.billing.stop()
+        await self.audit.drain()
         for provider in self._providers.values():
             await provider.aclose()
         self._sdk_threads.shutdown(wait=False, cancel_futures=True)

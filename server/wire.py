@@ -14,11 +14,21 @@ from google.protobuf import duration_pb2, struct_pb2
 from llmgateway.v1 import generation_pb2 as gen_pb
 
 from server.fallback.chain import Target
+from server.kernel.call_context import current_call
+from server.kernel.tenancy import Tenant, TenantClaims
 from server.rag.retrieve import Mode
 from server.rag.search_options import SearchOptions
 
 MODES = {gen_pb.SEARCH_MODE_UNSPECIFIED: Mode.VECTOR, gen_pb.SEARCH_MODE_VECTOR: Mode.VECTOR,
          gen_pb.SEARCH_MODE_KEYWORD: Mode.KEYWORD, gen_pb.SEARCH_MODE_HYBRID: Mode.HYBRID}
+
+
+def current_tenant(claims: TenantClaims) -> Tenant:
+    """The tenant the running call acts in (from its verified token)."""
+    call = current_call.get()
+    principal = call.principal if call else None
+    return claims.tenant_of(principal.claims if principal else None,
+                            call.acting_tenant if call else None)
 
 
 def duration(seconds: float) -> duration_pb2.Duration:

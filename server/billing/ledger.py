@@ -199,6 +199,12 @@ class Ledger:
         return Wallet(row["id"], row["currency_code"], row["balance"], -row["pending"],
                       row["overdraft_limit"], row["created_at"])
 
+    async def wallet_of(self, transaction_id: int) -> str | None:
+        """The wallet a transaction moved (None: no such transaction), so the caller can
+        check whose it is before acting on it."""
+        return await self._pool.fetchval(
+            "SELECT wallet_id FROM ledger_transactions WHERE id = $1", transaction_id)
+
     # -- money movements -------------------------------------------------------------
 
     async def credit(self, scope: str, wallet_id: str, key: str, amount: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from server.kernel.tenancy import local_name
 from server.kernel.errors import FieldViolation, invalid_argument
 
 WALLET_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -27,11 +28,12 @@ class Checks:
         self.violations.append(FieldViolation(field, description))
 
     def wallet_id(self, value: str, field: str = "wallet_id") -> None:
+        local = local_name(value)  # the rule is on the tenant's own name
         if not value:
             self.fail(field, "required")
-        elif not WALLET_ID.fullmatch(value):
+        elif not WALLET_ID.fullmatch(local):
             self.fail(field, "must be 1..128 characters of [A-Za-z0-9._:-]")
-        elif value.startswith("system:"):
+        elif local.startswith("system:"):
             self.fail(field, "the 'system:' prefix is reserved for ledger accounts")
 
     def idempotency_key(self, value: str, field: str = "idempotency_key") -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.kernel.tenancy import local_name
 from server.kernel.errors import Fault, FieldViolation, GatewayError, invalid_argument
 
 
@@ -72,6 +73,7 @@ def is_config_id(value: str) -> bool:
 
 
 def _bot_not_found(slug: str) -> GatewayError:
+    slug = local_name(slug)  # the caller's name, never the stored (tenant) form
     return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no bot {slug!r}",
                         metadata={"bot": slug})
 
@@ -104,7 +106,8 @@ class BotStore:
 
     async def create_bot(self, bot: Bot) -> Bot:
         bad = []
-        if not bot.slug or len(bot.slug) > 64 or not bot.slug.replace("-", "").isalnum():
+        slug = local_name(bot.slug)  # the rule is on the tenant's own name
+        if not slug or len(slug) > 64 or not slug.replace("-", "").isalnum():
             bad.append(FieldViolation("bot.slug", "1..64 characters of letters, digits and '-'"))
         if not bot.name:
             bad.append(FieldViolation("bot.name", "required"))
@@ -161,7 +164,12 @@ class BotStore:
         return _config(row)
 
     async def list_configs(self, bot: str) -> list[BotConfig]:
+        """The bot's configurations, newest first (NOT_FOUND for an unknown bot, not an
+        empty list: the same answer whether it never existed or is another tenant's)."""
         async with self._engine.connect() as conn:
+            if (await conn.execute(text("SELECT 1 FROM bots WHERE slug = :slug"),
+                                   {"slug": bot})).first() is None:
+                raise _bot_not_found(bot)
             rows = (await conn.execute(text(f"SELECT {_CONFIG_COLUMNS} FROM bot_configs "
                                             "WHERE bot = :bot ORDER BY id DESC"),
                                        {"bot": bot})).all()

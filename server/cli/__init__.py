@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from server.cli import check_config, ingest, ledger, migrate, routes, serve, token
+from server.cli import audit, check_config, ingest, ledger, migrate, routes, serve, token
 
-COMMAND_GROUPS = (serve, migrate, token, ledger, ingest, routes, check_config)
+COMMAND_GROUPS = (serve, migrate, token, ledger, ingest, routes, audit, check_config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,9 @@ against this deployment's providers and models before it is stored, e.g.
 
     llmgw routes set gpt-4o-mini --spec '{targets: [{provider: simulator, model: sim-chat}]}'
 
+Every change is recorded in the audit trail (kind ``route``, the stored spec before and
+after; ``llmgw audit --kind route`` lists them).
+
 Exit status: 0 done, 1 nothing to delete, 2 a spec that is not valid here.
 """
 
@@ -17,9 +20,12 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from server.cli.audit import record_cli_change
 from server.cli.options import database_url, load, with_config
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from server.kernel.config import GatewayConfig
     from server.fallback.route_store import RouteStore
     from server.fallback.routes import Route
@@ -55,8 +61,8 @@ async def _run(config: GatewayConfig, url: str, ns: argparse.Namespace) -> int:
         if ns.routes_command == "list":
             return await _list(store, config)
         if ns.routes_command == "set":
-            return await _set(store, config, ns.name, ns.spec)
-        return await _delete(store, ns.name)
+            return await _set(store, config, ns.name, ns.spec, engine)
+        return await _delete(store, ns.name, engine)
     finally:
         await engine.dispose()
 
@@ -79,10 +85,12 @@ async def _list(store: RouteStore, config: GatewayConfig) -> int:
     return 0
 
 
-async def _set(store: RouteStore, config: GatewayConfig, name: str, spec_text: str) -> int:
+async def _set(store: RouteStore, config: GatewayConfig, name: str, spec_text: str,
+               engine: AsyncEngine) -> int:
     import yaml
     from pydantic import ValidationError
 
+    from server.audit.snapshots import Snapshots
     from server.fallback.route_store import check_route
     from server.fallback.routes import route_from_spec, route_to_spec
 
@@ -97,14 +105,23 @@ async def _set(store: RouteStore, config: GatewayConfig, name: str, spec_text: s
     if problems:
         print("llmgw: " + "; ".join(problems), file=sys.stderr)
         return 2
+    before = await Snapshots(engine).route(name)
     await store.put(route, updated_by="llmgw routes set")
+    await record_cli_change(engine, kind="route", method="llmgw routes set", object_id=name,
+                            before=before, after=route_to_spec(route),
+                            request={"name": name, "spec": spec})
     print(f"route {name} stored: {json.dumps(route_to_spec(route))}")
     return 0
 
 
-async def _delete(store: RouteStore, name: str) -> int:
+async def _delete(store: RouteStore, name: str, engine: AsyncEngine) -> int:
+    from server.audit.snapshots import Snapshots
+
+    before = await Snapshots(engine).route(name)
     if not await store.delete(name):
         print(f"llmgw: no stored route {name!r}", file=sys.stderr)
         return 1
+    await record_cli_change(engine, kind="route", method="llmgw routes delete", object_id=name,
+                            before=before, after=None, request={"name": name})
     print(f"route {name} deleted (the config's route, if any, applies again)")
     return 0

@@ -18,6 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     token.add_argument("--algorithm", default="HS256", choices=["HS256", "RS256", "ES256"])
     token.add_argument("--private-key", type=Path, help="PEM private key for RS256/ES256")
     token.add_argument("--kid", help="key id header")
+    token.add_argument("--tenant", help="the tenant claim (tenancy.claim), e.g. acme")
+    token.add_argument("--tier", help="the tier claim (tenancy.tier_claim), e.g. pro")
     token.set_defaults(func=run)
 
 
@@ -33,7 +35,9 @@ def run(ns: argparse.Namespace) -> int:
         key = jwt_secret(config, os.environ)
     if key is None:
         raise SystemExit("llmgw: no signing key: set LLMGW_JWT_SECRET or pass --private-key")
+    claims = {name: value for name, value in ((config.tenancy.claim, ns.tenant),
+                                              (config.tenancy.tier_claim, ns.tier)) if value}
     print(mint_token(key=key, algorithm=ns.algorithm, subject=ns.sub, scopes=ns.scope,
                      issuer=config.auth.issuer, audience=config.auth.audience,
-                     ttl_s=ns.ttl, kid=ns.kid))
+                     ttl_s=ns.ttl, kid=ns.kid, extra_claims=claims or None))
     return 0

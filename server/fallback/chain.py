@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from server.kernel.config import GatewayConfig
 from server.kernel.errors import Fault, FieldViolation, GatewayError, invalid_argument
+from server.kernel.tenancy import SEPARATOR, Tenant
 from server.fallback.balance import weighted_order
 from server.fallback.regions import RegionPolicy, region_chain
 from server.fallback.routes import Route, RouteCache, RouteTarget, routes_from_config
@@ -62,15 +63,23 @@ class ChainBuilder:
         self._regions = region_policies(config)
         self._rng = rng
 
-    @property
-    def routes(self) -> Mapping[str, list[Target]]:
-        """Each route's primary targets as configured (for ListModels)."""
-        return {name: [Target(t.provider, t.model, t.region) for t in route.targets]
-                for name, route in self._cache.all().items()}
+    def routes(self, tenant: Tenant = Tenant()) -> Mapping[str, list[Target]]:
+        """The routes ``tenant`` may call, by the names it calls them (shared ones, its own
+        shadowing them), with each one's primary targets (for ListModels)."""
+        found: dict[str, list[Target]] = {}
+        for stored, route in sorted(self._cache.all().items(),
+                                    key=lambda item: SEPARATOR in item[0]):
+            if SEPARATOR in stored and not (tenant.owns(stored) and not tenant.is_default):
+                continue
+            found[tenant.shown(stored)] = [Target(t.provider, t.model, t.region)
+                                           for t in route.targets]
+        return found
 
     def build(self, model: str, explicit: Sequence[Target] = (),
-              region: str = "") -> list[Target]:
-        """The chain for a request; raises INVALID_ARGUMENT naming the bad field."""
+              region: str = "", tenant: Tenant = Tenant()) -> list[Target]:
+        """The chain for a request; raises INVALID_ARGUMENT naming the bad field. A
+        tenant's own route (``llmgw routes set --tenant``) shadows a shared one of the same
+        name; other tenants' routes do not exist for it."""
         if explicit:
             bad = [FieldViolation(f"targets[{i}].provider", f"unknown provider {t.provider!r}")
                    for i, t in enumerate(explicit) if t.provider not in self._providers]
@@ -81,8 +90,8 @@ class ChainBuilder:
             # An explicit region is the caller's pin.
             planned = [RouteTarget(t.provider, t.model, t.region, pin_region=bool(t.region))
                        for t in explicit]
-        elif (route := self._cache.get(model)) is not None:
-            planned = self._route_targets(route)
+        elif (route := self._route(model, tenant)) is not None:
+            planned = self._route_targets(route, tenant)
         elif not model:
             raise invalid_argument([FieldViolation("model", "required (or set targets)")])
         else:
@@ -101,7 +110,14 @@ class ChainBuilder:
             return weighted_order(route.targets, [t.weight for t in route.targets], self._rng)
         return list(route.targets)
 
-    def _route_targets(self, route: Route) -> list[RouteTarget]:
+    def _route(self, name: str, tenant: Tenant) -> Route | None:
+        own = tenant.own(name, "model")  # refuses the separator: no reaching others' routes
+        found = self._cache.get(own)
+        if found is None and own != name:
+            found = self._cache.get(name)
+        return found
+
+    def _route_targets(self, route: Route, tenant: Tenant) -> list[RouteTarget]:
         primary = self._primary(route)
         home = primary[0].provider if primary else ""
         fallbacks: list[RouteTarget] = []
@@ -109,7 +125,7 @@ class ChainBuilder:
         pending = [(name, 1) for name in route.fallbacks]
         while pending:
             name, depth = pending.pop(0)
-            other = self._cache.get(name)
+            other = self._route(name, tenant) if SEPARATOR not in name else None
             if other is None or name in seen or depth > MAX_FALLBACK_DEPTH:
                 continue
             seen.add(name)

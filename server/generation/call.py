@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from server.auth.tokens import Principal
 from server.billing.metering import BillingRequest
 from server.fallback.chain import Target
+from server.kernel.tenancy import Tenant
 from server.providers.base import ChatMessage, GenerationParams
 from server.rag.search_options import SearchOptions
 
@@ -43,10 +44,16 @@ class Caller:
 
     principal: Principal | None = None
     trace_id: str = ""
+    tenant: Tenant = Tenant()
 
     @property
     def subject(self) -> str:
         return self.principal.subject if self.principal else "anonymous"
+
+    @property
+    def scope(self) -> str:
+        """Whose idempotency keys the call's billing uses: the service, in its tenant."""
+        return self.tenant.scope(self.subject)
 
 
 @dataclass(frozen=True)

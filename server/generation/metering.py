@@ -69,7 +69,7 @@ class Meter:
                                    "billing: the ledger is disabled on this gateway",
                                    metadata={"field": "billing"})
             self._reservation = await self._billing.reserve(
-                self._call.caller.subject, billing, self._chain_prices(),
+                self._call.caller.scope, billing, self._chain_prices(),
                 self._prepared.prompt_bytes, self._prepared.request.params.max_output_tokens,
                 self._call.end_user_id, self._deadline - time.monotonic())
         return self

@@ -95,7 +95,10 @@ class Presets:
         if not call.preset:
             return prepared
         bot = await self._bots.active_config(call.bot) if call.bot else None
-        key, version = (bot.prompt_key, bot.prompt_version) if bot is not None else ("", 0)
+        # Names in the call are the tenant's already; the bot's template is named as its
+        # author gave it, so it is the same tenant's.
+        key, version = (call.caller.tenant.own(bot.prompt_key, "bot.prompt_key"),
+                        bot.prompt_version) if bot is not None else ("", 0)
         variables: dict[str, str] = {}
         lenient = False
         if call.prompt is not None:

@@ -81,7 +81,8 @@ class GenerationService:
         prepared: Prepared = prepare(call)
         if self._presets is not None:
             prepared = await self._presets.apply(call, prepared)
-        chain = self._chains.build(prepared.model, prepared.targets, prepared.region)
+        chain = self._chains.build(prepared.model, prepared.targets, prepared.region,
+                                   call.caller.tenant)
         if call.retrieval is None:
             return Grounding(prepared), chain
         if self._grounder is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 from google.protobuf import struct_pb2
@@ -19,9 +20,11 @@ from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
 from server import wire
 from server.billing.metering import BillingRequest, Charged
+from server.billing.pricing import PriceList, target_key
 from server.kernel.call_context import current_call
 from server.kernel.config import GatewayConfig
 from server.kernel.errors import bad_field, invalid_argument
+from server.kernel.tenancy import Tenant, TenantClaims
 from server.fallback.attempts import Attempt, Outcome
 from server.fallback.chain import ChainBuilder, Target
 from server.fallback.router import StreamStarted
@@ -94,9 +97,27 @@ def _prompt(request: GenerationRequest) -> PromptSelection | None:
     return PromptSelection(p.key, p.version, dict(p.variables), p.lenient)
 
 
-def parse(method: str, request: GenerationRequest, limits: CallLimits) -> GenerationCall:
+def _owned(call: GenerationCall) -> GenerationCall:
+    """The call with every name it looks up qualified by the caller's tenant (wallet,
+    session, bot, template, namespace): another tenant's objects are never found."""
+    tenant = call.caller.tenant
+    billing = call.billing and replace(
+        call.billing, wallet_id=tenant.own(call.billing.wallet_id, "billing.wallet_id"),
+        session_id=tenant.own(call.billing.session_id, "billing.session_id"))
+    retrieval = call.retrieval and replace(call.retrieval, search=replace(
+        call.retrieval.search,
+        namespace=tenant.own(call.retrieval.search.namespace, "retrieval.namespace")))
+    prompt = call.prompt and replace(call.prompt,
+                                     key=tenant.own(call.prompt.key, "prompt.key"))
+    return replace(call, bot=tenant.own(call.bot, "bot"), prompt=prompt,
+                   retrieval=retrieval, billing=billing)
+
+
+def parse(method: str, request: GenerationRequest, limits: CallLimits,
+          tenants: TenantClaims = TenantClaims()) -> GenerationCall:
     """The request as a validated call; INVALID_ARGUMENT listing every bad field."""
     running = current_call.get()
+    principal = running.principal if running else None
     call = GenerationCall(
         method=method, messages=tuple(_message(m) for m in request.messages),
         system_instruction=request.system_instruction, params=_params(request.config),
@@ -105,10 +126,11 @@ def parse(method: str, request: GenerationRequest, limits: CallLimits) -> Genera
         region=request.region, bot=request.bot, prompt=_prompt(request),
         retrieval=_retrieval(request), billing=_billing(request),
         end_user_id=request.end_user_id, metadata=dict(request.metadata),
-        caller=Caller(running.principal, running.trace_id) if running else Caller())
+        caller=Caller(principal, running.trace_id if running else "",
+                      wire.current_tenant(tenants)))
     if bad := call_violations(call, limits):
         raise invalid_argument(bad)
-    return call
+    return _owned(call)
 
 
 # -- domain → protobuf ----------------------------------------------------------------
@@ -134,7 +156,7 @@ def _charge(charged: Charged | None) -> pb.ChargeSummary | None:
                             replayed=charged.replayed)
 
 
-def _served(served: Served) -> dict[str, object]:
+def _served(served: Served, tenant: Tenant) -> dict[str, object]:
     """The fields GenerateResponse and StreamEnd share."""
     return dict(
         served_by=wire.target(served.served_by), attempts=_attempts(served.attempts),
@@ -142,14 +164,15 @@ def _served(served: Served) -> dict[str, object]:
         citations=[pb.Citation(chunk_id=c.chunk_id, document_id=c.document_id, title=c.title,
                                label=c.label, score=c.score) for c in served.citations],
         charge=_charge(served.charge),
-        prompt=pb.PromptRef(key=served.prompt_key, version=served.prompt_version)
+        prompt=pb.PromptRef(key=tenant.shown(served.prompt_key), version=served.prompt_version)
         if served.prompt_key else None,
         bot_config_id=served.bot_config_id)
 
 
-def _end(ended: StreamEnded, trace_id: str) -> pb.StreamEnd:
+def _end(ended: StreamEnded, trace_id: str, tenant: Tenant) -> pb.StreamEnd:
     end = pb.StreamEnd(finish_reason=_FINISH[ended.finish_reason], usage=_usage(ended.usage),
-                       trace_id=trace_id, **_served(ended.outcome))  # type: ignore[arg-type]
+                       trace_id=trace_id,
+                       **_served(ended.outcome, tenant))  # type: ignore[arg-type]
     if ended.time_to_first_token_s is not None:
         end.time_to_first_token.CopyFrom(wire.duration(ended.time_to_first_token_s))
     return end
@@ -163,6 +186,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self._generation = generation
         self._limits = CallLimits(max_prompt_bytes=min(config.server.max_message_bytes, 1 << 20),
                                   rag=config.rag)
+        self._tenants = TenantClaims.from_config(config.tenancy)
+        self._prices = PriceList.from_config(config)
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
@@ -172,18 +197,18 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     async def Generate(self, request: pb.GenerateRequest,
                        context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        call = parse("Generate", request, self._limits)
+        call = parse("Generate", request, self._limits, self._tenants)
         generated = await self._generation.run(call, self._deadline(context))
         completion = generated.completion
         return pb.GenerateResponse(
             text=completion.text, finish_reason=_FINISH[completion.finish_reason],
             usage=_usage(completion.usage), trace_id=call.caller.trace_id,
-            **_served(generated.outcome))  # type: ignore[arg-type]
+            **_served(generated.outcome, call.caller.tenant))  # type: ignore[arg-type]
 
     async def StreamGenerate(self, request: pb.StreamGenerateRequest,
                              context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[pb.StreamGenerateResponse]:
-        call = parse("StreamGenerate", request, self._limits)
+        call = parse("StreamGenerate", request, self._limits, self._tenants)
         trace_id = call.caller.trace_id
         events = self._generation.stream(call, self._deadline(context))
         try:
@@ -195,7 +220,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
                         served_by=wire.target(event.served_by), trace_id=trace_id,
                         attempts=_attempts(event.attempts)))
                 else:
-                    yield pb.StreamGenerateResponse(end=_end(event, trace_id))
+                    yield pb.StreamGenerateResponse(end=_end(event, trace_id,
+                                                             call.caller.tenant))
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 
@@ -204,7 +230,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         if request.page_size < 0:
             raise bad_field("page_size", "must not be negative")
         size = min(request.page_size or 100, 1000)
-        routes = self._chains.routes  # configured and database routes
+        routes = self._chains.routes(wire.current_tenant(self._tenants))  # shared + own
         names = sorted(routes)
         start = 0
         if request.page_token:
@@ -216,8 +242,11 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         for name in page:
             configured = self._config.models.get(name)
             attributes = struct_pb2.Struct()
-            if configured is not None and configured.pricing is not None:
-                attributes.update({"pricing": configured.pricing.model_dump()})
+            prices = {key: entry.price.as_json() for t in routes[name]
+                      if (entry := self._prices.for_target(t.provider, t.model)) is not None
+                      and (key := target_key(t.provider, t.model))}
+            if prices:  # what a call costs when served by each primary target
+                attributes.update({"prices": prices})
             models.append(pb.Model(name=name,
                                    description=configured.description if configured else "",
                                    targets=[wire.target(t) for t in routes[name]],

@@ -7,6 +7,8 @@ with grounded Generate), call the domain, translate back.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grpc
 from google.protobuf import json_format
 from llmgateway.v1 import retrieval_pb2 as pb
@@ -15,6 +17,7 @@ from llmgateway.v1 import retrieval_pb2_grpc as pb_grpc
 from server import wire
 from server.kernel.config import RagConfig
 from server.kernel.errors import FieldViolation, invalid_argument
+from server.kernel.tenancy import TenantClaims
 from server.rag.chunking import ChunkingParams
 from server.rag.ingest import DocumentInput, Ingestor, Outcome
 from server.rag.namespaces import namespace_problem
@@ -40,10 +43,16 @@ def chunk_message(hit: Hit) -> pb.RetrievedChunk:
 
 
 class RetrievalService(pb_grpc.RetrievalServiceServicer):
-    def __init__(self, config: RagConfig, retriever: Retriever, ingestor: Ingestor) -> None:
+    def __init__(self, config: RagConfig, retriever: Retriever, ingestor: Ingestor,
+                 tenants: TenantClaims = TenantClaims()) -> None:
         self._config = config
         self._retriever = retriever
         self._ingestor = ingestor
+        self._tenants = tenants
+
+    def _own(self, namespace: str) -> str:
+        """The caller's tenant's namespace: another tenant's is never found."""
+        return wire.current_tenant(self._tenants).own(namespace, "namespace")
 
     async def Retrieve(self, request: pb.RetrieveRequest,
                        context: grpc.aio.ServicerContext) -> pb.RetrieveResponse:
@@ -53,6 +62,7 @@ class RetrievalService(pb_grpc.RetrievalServiceServicer):
             document_ids=request.document_ids, mode=request.mode, ef_search=request.ef_search)
         if bad := options.violations(self._config):
             raise invalid_argument(bad)
+        options = replace(options, namespace=self._own(options.namespace))
         result = await self._retriever.search(options.to_request(self._config))
         return pb.RetrieveResponse(chunks=[chunk_message(h) for h in result.hits],
                                    embedding_model=result.embedding_model,
@@ -97,7 +107,7 @@ class RetrievalService(pb_grpc.RetrievalServiceServicer):
     async def IngestDocuments(self, request: pb.IngestDocumentsRequest,
                               context: grpc.aio.ServicerContext) -> pb.IngestDocumentsResponse:
         docs, params = self._parse_ingest(request)
-        outcomes, model = await self._ingestor.ingest(request.namespace, docs, params,
+        outcomes, model = await self._ingestor.ingest(self._own(request.namespace), docs, params,
                                                       request.embedding_model or None)
         return pb.IngestDocumentsResponse(
             results=[pb.DocumentResult(document_id=o.document_id, outcome=_OUTCOMES[o.outcome],
@@ -114,5 +124,6 @@ class RetrievalService(pb_grpc.RetrievalServiceServicer):
             bad.append(FieldViolation("document_ids", "ids must not be empty"))
         if bad:
             raise invalid_argument(bad)
-        docs, chunks = await self._ingestor.delete(request.namespace, request.document_ids)
+        docs, chunks = await self._ingestor.delete(self._own(request.namespace),
+                                                   request.document_ids)
         return pb.DeleteDocumentsResponse(deleted_documents=docs, deleted_chunks=chunks)

@@ -1,1 +1,2 @@
-"""gRPC server interceptors: tracing (outermost), auth, rate limits."""
+"""gRPC server interceptors: tracing (outermost), auth, rate limits, stream limits,
+request checks, and the audit trail (innermost)."""

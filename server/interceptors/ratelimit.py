@@ -1,7 +1,8 @@
 """Rate limits per calling service (JWT subject) and per end user.
 
 Rules come from configuration: requests/minute and tokens/minute, optionally only for a
-scope or a model. Token limits are charged with an estimate taken before the call (prompt
+scope, a model, a tenant or a tier (a tenant's limit set: server/kernel/tenancy.py).
+Buckets are per service *within its tenant*, so two tenants' services never share one. Token limits are charged with an estimate taken before the call (prompt
 characters / 4 + max output tokens), because the real count is only known afterwards
 and the point of the limit is to stop the spend before it happens. Once the answer
 reports its usage (a Generate response, a stream's end event), the bucket is corrected
@@ -24,6 +25,7 @@ from server.kernel.call_context import current_call
 from server.kernel.config import LimitRule
 from server.kernel.errors import Fault, GatewayError, QuotaViolation
 from server.kernel.metrics import Metrics
+from server.kernel.tenancy import TenantClaims
 from server.kernel.tokens import estimate_tokens_of_chars
 from server.ratelimit.rules import RateLimiter, Rule
 
@@ -65,8 +67,10 @@ def request_tokens(request: Any) -> int:
 class RateLimitInterceptor(WrappingInterceptor):
     """Refuse calls over their limits with RESOURCE_EXHAUSTED + RetryInfo + retry-after."""
 
-    def __init__(self, limiter: RateLimiter, rules: list[LimitRule], metrics: Metrics) -> None:
+    def __init__(self, limiter: RateLimiter, rules: list[LimitRule], metrics: Metrics,
+                 tenants: TenantClaims = TenantClaims()) -> None:
         self._limiter = limiter
+        self._tenants = tenants
         self._checks = compile_rules(rules)
         self._metrics = metrics
         self._pending: set[asyncio.Future[None]] = set()  # corrections in flight
@@ -85,6 +89,10 @@ class RateLimitInterceptor(WrappingInterceptor):
             """Check every rule; the token charges taken, to correct after the call."""
             call = current_call.get()
             subject = call.subject if call else "anonymous"
+            claims = call.principal.claims if call and call.principal else None
+            tenant = self._tenants.tenant_of(claims, call.acting_tenant if call else None)
+            tier = self._tenants.tier_of(claims, tenant)
+            who = tenant.scope(subject)
             end_user = getattr(request, "end_user_id", "")
             model = getattr(request, "model", "")
             tokens = None
@@ -93,12 +101,15 @@ class RateLimitInterceptor(WrappingInterceptor):
                 cfg = check.config
                 if cfg.model is not None and cfg.model != model:
                     continue
+                if (cfg.tenant is not None and cfg.tenant != tenant.name) or \
+                        (cfg.tier is not None and cfg.tier != tier):
+                    continue
                 if cfg.per == "end_user":
                     if not end_user:
                         continue
-                    key = f"{check.rule.name}:{subject}:{end_user}"
+                    key = f"{check.rule.name}:{who}:{end_user}"
                 else:
-                    key = f"{check.rule.name}:{subject}"
+                    key = f"{check.rule.name}:{who}"
                 cost = 1
                 if check.tokens:
                     tokens = request_tokens(request) if tokens is None else tokens

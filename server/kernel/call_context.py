@@ -23,6 +23,8 @@ class CallContext:
     trace_id: str
     started: float = field(default_factory=time.monotonic)
     principal: Principal | None = None
+    # A platform administrator acting within another tenant (x-llmgw-tenant), else None.
+    acting_tenant: str | None = None
     # Extra trailing metadata (e.g. retry-after) merged into the call's trailers.
     trailers: list[tuple[str, str]] = field(default_factory=list)
 

@@ -38,6 +38,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsConfig(_Strict):
+    """TLS on the gRPC listener (``server.tls``; absent: plaintext, the local default).
+
+    The files are checked here, at load, so a typo or a key of another certificate stops
+    the start with the key to fix rather than failing the first handshake."""
+
+    cert_file: Path = Field(description="PEM certificate chain, the server's own first")
+    key_file: Path = Field(description="PEM private key of that certificate, unencrypted")
+    client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; set → mutual TLS: every client must present a "
+        "certificate signed by it, others are refused at the handshake")
+    reload: bool = Field(True, description="re-read the files when they change (checked "
+                         "before each new connection); SIGHUP re-reads them either way")
+
+    @model_validator(mode="after")
+    def _usable(self) -> TlsConfig:
+        from server.kernel.tls import TlsFiles, TlsMaterialError, load_material
+
+        files = TlsFiles(self.cert_file, self.key_file, self.client_ca_file)
+        if unreadable := files.unreadable():
+            raise ValueError("; ".join(str(exc) for exc in unreadable))
+        try:
+            load_material(files)
+        except TlsMaterialError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
@@ -52,6 +80,7 @@ class ServerConfig(_Strict):
     keepalive_time_s: float = Field(30.0, gt=0)
     keepalive_timeout_s: float = Field(10.0, gt=0)
     default_timeout_s: float = Field(60.0, gt=0, description="deadline when the caller sets none")
+    tls: TlsConfig | None = Field(None, description="unset: plaintext (local use only)")
 
 
 class DatabaseConfig(_Strict):
@@ -69,8 +98,29 @@ class AuthConfig(_Strict):
     hs256_secret_file: Path | None = None
     public_key_files: list[Path] = []
     jwks_file: Path | None = None
+    jwks_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+\S*$", description="JWKS endpoint of the identity "
+        "provider (https://…/jwks.json): fetched at start, every jwks_refresh_s, and when a "
+        "token names an unknown kid; alongside the static keys above")
+    jwks_refresh_s: float = Field(300.0, gt=0, description="background refresh interval")
+    jwks_min_refresh_s: float = Field(
+        30.0, ge=0, description="at most one on-demand fetch (unknown kid) per this many "
+        "seconds since the last fetch")
+    jwks_timeout_s: float = Field(5.0, gt=0, le=60, description="one fetch, connect to last "
+                                  "byte (also bounds how long start-up waits for it)")
     leeway_s: float = Field(30.0, ge=0)
     dev_secret: bool = Field(True, description="generate a development secret in data_dir")
+
+
+class TenancyConfig(_Strict):
+    """Which JWT claim names the caller's tenant (server/kernel/tenancy.py); tokens
+    without it act in the default tenant, so single-tenant deployments need nothing."""
+
+    claim: str = Field("tenant", min_length=1, description="e.g. tenant or org_id")
+    tier_claim: str = Field("tier", min_length=1, description="the caller's limit set")
+    tiers: dict[str, str] = Field({}, description="tenant → tier, for tokens without the "
+                                  "tier claim")
+    default_tier: str = "default"
 
 
 class LimitRule(_Strict):
@@ -81,6 +131,8 @@ class LimitRule(_Strict):
     burst: int | None = Field(None, ge=1)
     scope: str | None = Field(None, description="only RPCs needing this scope")
     model: str | None = Field(None, description="only requests for this model")
+    tenant: str | None = Field(None, description="only callers of this tenant")
+    tier: str | None = Field(None, description="only callers of this tier (tenancy)")
 
     @model_validator(mode="after")
     def _has_a_limit(self) -> LimitRule:
@@ -300,6 +352,7 @@ class GatewayConfig(_Strict):
                         "target that served it; a route's own `pricing` prices its targets "
                         "not listed here")
     prompts: PromptsConfig = PromptsConfig()
+    tenancy: TenancyConfig = TenancyConfig()
 
     @model_validator(mode="after")
     def _targets_name_known_providers(self) -> GatewayConfig:

@@ -186,3 +186,7 @@ class Metrics:
             "llmgw_internal_errors_total",
             "Calls that ended INTERNAL because of an unexpected exception (a bug; each is "
             "logged with its trace id)", ["method"], **kw)
+        self.audit_events = Counter(
+            "llmgw_audit_events_total",
+            "Audit events by outcome: written, or failed (then logged in full at ERROR)",
+            ["outcome"], **kw)

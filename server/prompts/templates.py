@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.kernel.tenancy import local_name
 from server.kernel.errors import FieldViolation, GatewayError, invalid_argument
 from server.prompts.render import MissingVariables, Renderer
 
@@ -56,7 +57,8 @@ def render(template: PromptTemplate, renderer: Renderer, variables: Mapping[str,
 
 def validate_template(template: PromptTemplate, prefix: str = "template") -> None:
     bad: list[FieldViolation] = []
-    if not template.key or len(template.key) > 128 or not template.key.replace("-", "").replace(
+    key = local_name(template.key)  # the rule is on the tenant's own name
+    if not key or len(key) > 128 or not key.replace("-", "").replace(
             "_", "").replace(".", "").isalnum():
         bad.append(FieldViolation(f"{prefix}.key", "1..128 characters of letters, digits, "
                                   "'-', '_' and '.'"))
@@ -75,6 +77,7 @@ def validate_template(template: PromptTemplate, prefix: str = "template") -> Non
 def not_found(key: str, version: int) -> GatewayError:
     from server.kernel.errors import Fault
 
+    key = local_name(key)  # the caller's name, never the stored (tenant) form
     what = f"version {version} of prompt {key!r}" if version else f"an active prompt {key!r}"
     return GatewayError(Fault.NOT_FOUND, "NOT_FOUND", f"there is no {what}",
                         metadata={"prompt_key": key, "version": str(version)})

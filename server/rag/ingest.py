@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from server.kernel.tenancy import local_name
 from server.kernel.errors import Fault, FieldViolation, GatewayError, bad_field, invalid_argument
 from server.rag.chunking import ChunkingParams, split_text
 from server.rag.embedders import EmbedderSet, UnknownEmbedder
@@ -126,6 +127,7 @@ class Ingestor:
 
 
 def namespace_not_found(namespace: str, field_path: str = "namespace") -> GatewayError:
+    namespace = local_name(namespace)  # the caller's name, never the stored (tenant) form
     return GatewayError(Fault.NOT_FOUND, "NAMESPACE_NOT_FOUND",
                         f"{field_path}: namespace {namespace!r} does not exist (ingest into it first)",
                         metadata={"namespace": namespace, "field": field_path})

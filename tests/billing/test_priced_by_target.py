@@ -17,7 +17,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from llmgateway.v1 import billing_pb2 as bpb
 from llmgateway.v1 import billing_pb2_grpc as bpb_grpc
 from llmgateway.v1 import config_pb2 as cpb
@@ -29,6 +28,7 @@ from server.billing.runtime import asyncpg_url
 from server.kernel.tokens import upper_bound_tokens
 from tests.billing.test_generate_billing import balance_of, wallet_with
 from tests.billing.test_multiprocess import ledger_check
+from tests.fallback.test_router_scenarios import error_info
 from tests.support.gateway import GatewayProcess, bearer, raw_test_config
 from tests.support.usage import usage_record
 
@@ -59,17 +59,6 @@ def cost(price: dict[str, int], usage: pb.Usage) -> int:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return info
-    raise AssertionError("no ErrorInfo")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import Descriptor
-from llmgateway.v1 import billing_pb2, config_pb2, generation_pb2, retrieval_pb2
+from llmgateway.v1 import audit_pb2, billing_pb2, config_pb2, generation_pb2, retrieval_pb2
 
 from tests.fuzz.conftest import RUN
 from tests.support.gateway import bearer
@@ -35,9 +35,10 @@ class Rpc:
 
 
 def our_rpcs() -> list[Rpc]:
-    """Every RPC of GenerationService, RetrievalService, BillingService, ConfigService."""
+    """Every RPC of GenerationService, RetrievalService, BillingService, ConfigService,
+    AuditService."""
     rpcs = []
-    for module in (generation_pb2, retrieval_pb2, billing_pb2, config_pb2):
+    for module in (generation_pb2, retrieval_pb2, billing_pb2, config_pb2, audit_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 rpcs.append(Rpc(f"/{service.full_name}/{method.name}", method.input_type,

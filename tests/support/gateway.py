@@ -72,9 +72,11 @@ def raw_test_config(simulator_url: str, data_dir: Path, **overrides: Any) -> dic
 
 
 def token(*scopes: str, subject: str = "test-service", ttl_s: int = 600,
-          secret: str = TEST_SECRET) -> str:
+          secret: str = TEST_SECRET, claims: Mapping[str, Any] | None = None) -> str:
+    """A test token; ``claims`` are added to (or override) the standard ones, e.g.
+    ``{"tenant": "acme"}``."""
     return mint_token(key=secret, subject=subject, scopes=scopes or ("generate",),
-                      issuer=ISSUER, audience=AUDIENCE, ttl_s=ttl_s)
+                      issuer=ISSUER, audience=AUDIENCE, ttl_s=ttl_s, extra_claims=claims)
 
 
 def bearer(*scopes: str, **kw: Any) -> tuple[tuple[str, str]]:

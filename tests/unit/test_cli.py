@@ -14,7 +14,7 @@ import pytest
 from server.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = {"serve", "migrate", "token", "ledger", "ingest", "routes", "check-config"}
+COMMANDS = {"serve", "migrate", "token", "ledger", "ingest", "routes", "audit", "check-config"}
 
 
 def test_every_command_group_is_registered() -> None:

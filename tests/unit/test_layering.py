@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHELL = ("grpc", "llmgateway", "google.rpc", "server.handlers", "server.interceptors",
          "server.serve", "server.app", "server.cli", "server.status", "server.wire",
          "argparse", "tqdm")
-DOMAIN = ("generation", "billing", "rag", "fallback", "providers", "prompts", "bots")
+DOMAIN = ("generation", "billing", "rag", "fallback", "providers", "prompts", "bots", "audit")
 
 
 def imports(path: Path) -> list[str]:
