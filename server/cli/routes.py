@@ -44,6 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     delete = with_config(actions.add_parser("delete", help="remove a stored route"))
     delete.add_argument("name", help="the model alias")
     delete.set_defaults(func=run)
+    for command in (put, delete):
+        command.add_argument("--tenant", help="the route is this tenant's own: only its "
+                             "callers see it (shadowing a shared route of the same name)")
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -60,11 +63,30 @@ async def _run(config: GatewayConfig, url: str, ns: argparse.Namespace) -> int:
         store = RouteStore(engine)
         if ns.routes_command == "list":
             return await _list(store, config)
+        name = _stored_name(ns.name, ns.tenant)
+        if name is None:
+            return 2
+        ns.name = name
         if ns.routes_command == "set":
             return await _set(store, config, ns.name, ns.spec, engine)
         return await _delete(store, ns.name, engine)
     finally:
         await engine.dispose()
+
+
+def _stored_name(name: str, tenant: str | None) -> str | None:
+    """The route's stored name: the tenant's own (``tenant|name``) or a shared one."""
+    from server.kernel.tenancy import SEPARATOR, TENANT_NAME, Tenant
+
+    if SEPARATOR in name:
+        print(f"llmgw: a route name may not contain {SEPARATOR!r}", file=sys.stderr)
+        return None
+    if tenant is None:
+        return name
+    if not TENANT_NAME.fullmatch(tenant):
+        print(f"llmgw: --tenant {tenant!r} is not a tenant name", file=sys.stderr)
+        return None
+    return Tenant(tenant).own(name, "name")
 
 
 def describe(name: str, route: Route, source: str) -> str:

@@ -319,3 +319,26 @@ async def test_a_tenants_own_route_is_invisible_to_other_tenants(gateway, names,
     finally:
         await store.delete(f"{names['b']}|{route}")
         await engine.dispose()
+
+
+def test_routes_cli_stores_a_tenants_own_route(pg_url, tmp_path):
+    """`llmgw routes set NAME --tenant T` stores T's own route; a separator is refused."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.gateway import ROOT
+
+    def llmgw(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "server.cli", "routes", *args], cwd=ROOT,
+                              env={**os.environ, "DATABASE_URL": pg_url,
+                                   "PYTHONPATH": str(ROOT)},
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    name = unique("cli-route")
+    spec = '{targets: [{provider: simulator, model: sim-chat}]}'
+    stored = llmgw("set", name, "--spec", spec, "--tenant", "acme")
+    assert stored.returncode == 0, stored.stderr
+    assert f"acme|{name}" in llmgw("list").stdout
+    assert llmgw("set", f"acme|{name}", "--spec", spec).returncode == 2
+    assert llmgw("delete", name, "--tenant", "acme").returncode == 0
