@@ -48,6 +48,7 @@ for _p in (str(ROOT), str(ROOT / "bench"), str(ROOT / "generated")):
         sys.path.insert(0, _p)
 
 import grpc
+from google.protobuf import struct_pb2
 from _common import (
     fmt,
     load_text,
@@ -66,6 +67,16 @@ STREAM_MODEL = "bench-stream"   # added to the bench config; more tokens per rep
 PROMPT = "Hello"
 MAX_TOKENS = 256
 CALL_TIMEOUT_S = 10.0
+
+# The tool-call stream scenario: a tool the model must call, whose arguments (16 strings
+# of 20 characters) stream as about as many pieces as the plain stream has text deltas,
+# so CPU per stream compares like with like.
+TOOL_PARAMETERS = {
+    "type": "object",
+    "properties": {f"field_{i:02d}": {"type": "string", "minLength": 20} for i in range(16)},
+    "required": [f"field_{i:02d}" for i in range(16)],
+}
+TARGET_TOOL_STREAM_RATIO = 1.15  # tool-call stream CPU within 15 % of a plain text stream
 
 TARGET_ADDED_P50_MS = 1.5
 TARGET_ADDED_TTFT_MS = 1.5
@@ -228,7 +239,7 @@ def stop_embedded_postgres(data_dir: Path) -> None:
 class GrpcPath:
     """A grpc.aio channel to the gateway (with a Bearer token) or to the echo server."""
 
-    def __init__(self, address: str, token: str | None) -> None:
+    def __init__(self, address: str, token: str | None, tools: bool = False) -> None:
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = pb_grpc.GenerationServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
@@ -237,6 +248,11 @@ class GrpcPath:
         self._unary = pb.GenerateRequest(model=UNARY_MODEL, messages=messages, config=config)
         self._stream = pb.StreamGenerateRequest(model=STREAM_MODEL, messages=messages,
                                                 config=config)
+        if tools:  # the model must call the tool: the stream relays its argument pieces
+            parameters = struct_pb2.Struct()
+            parameters.update(TOOL_PARAMETERS)
+            self._stream.tools.add(name="fill_form", parameters=parameters)
+            self._stream.tool_choice.mode = pb.TOOL_CHOICE_MODE_REQUIRED
 
     async def unary(self) -> None:
         await self._stub.Generate(self._unary, metadata=self._metadata, timeout=CALL_TIMEOUT_S)
@@ -247,11 +263,12 @@ class GrpcPath:
         tokens = 0
         call = self._stub.StreamGenerate(self._stream, metadata=self._metadata,
                                          timeout=CALL_TIMEOUT_S)
-        async for message in call:
-            if first is None and message.HasField("delta"):
-                first = time.perf_counter()
-            elif message.HasField("end"):
-                tokens = message.end.usage.output_tokens
+        async for message in call:  # counts relayed pieces: text deltas or tool-call pieces
+            kind = message.WhichOneof("event")
+            if kind == "delta" or kind == "tool_call":
+                tokens += 1
+                if first is None:
+                    first = time.perf_counter()
         end = time.perf_counter()
         return (first or end) - t0, end - t0, tokens
 
@@ -314,6 +331,7 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list)
     tok_per_s: list[float] = field(default_factory=list)
+    pieces: list[int] = field(default_factory=list)            # relayed pieces per stream
     cpu_s: dict[str, float] = field(default_factory=dict)   # process name -> CPU seconds
     machine_busy: float = float("nan")                      # fraction of all cores
 
@@ -389,6 +407,7 @@ async def measure(call: Callable[[], Awaitable[Any]], phase: Phase, procs: Proce
             if streaming:
                 ttft_s, total_s, tokens = result
                 phase.ttft_ms.append(ttft_s * 1000.0)
+                phase.pieces.append(tokens)
                 if total_s > 0:
                     phase.tok_per_s.append(tokens / total_s)
 
@@ -443,6 +462,7 @@ async def measure_alternating(calls: dict[str, Callable[[], Awaitable[Any]]], ki
             if kind == "stream":
                 ttft_s, total_s, tokens = result
                 phase.ttft_ms.append(ttft_s * 1000.0)
+                phase.pieces.append(tokens)
                 if total_s > 0:
                     phase.tok_per_s.append(tokens / total_s)
     for phase in phases.values():
@@ -610,6 +630,34 @@ def report_stream(phases: list[Phase], concs: list[int], rounds: int, tokens: in
               f"tokens / whole-stream time)")
 
 
+def report_tool_stream(phases: list[Phase], concs: list[int], rounds: int) -> str:
+    """Tool-call streams against plain text streams of about as many pieces, same run."""
+    rows = []
+    for c in concs:
+        plain = select(phases, "gateway", "stream", c)
+        tools = select(phases, "gateway-tools", "stream", c)
+        if not plain or not tools:
+            continue
+        cpu_plain = med(plain, lambda p: p.cpu_ms_per_req("gateway"))
+        cpu_tools = med(tools, lambda p: p.cpu_ms_per_req("gateway"))
+        n_plain = med(plain, lambda p: percentile([float(x) for x in p.pieces], 50))
+        n_tools = med(tools, lambda p: percentile([float(x) for x in p.pieces], 50))
+        ratio = cpu_tools / cpu_plain if cpu_plain else float("nan")
+        rows.append([c, fmt(n_plain, 0), fmt(n_tools, 0), fmt(cpu_plain, 3), fmt(cpu_tools, 3),
+                     fmt(1000 * cpu_plain / n_plain if n_plain else float("nan"), 1),
+                     fmt(1000 * cpu_tools / n_tools if n_tools else float("nan"), 1),
+                     fmt(ratio, 2), f"<= {TARGET_TOOL_STREAM_RATIO}",
+                     verdict(ratio <= TARGET_TOOL_STREAM_RATIO),
+                     sum(p.errors for p in plain + tools)])
+    return table(
+        ["conc", "text pieces/stream", "tool pieces/stream", "text srv CPU ms/stream",
+         "tool srv CPU ms/stream", "text us/piece", "tool us/piece", "tool/text per stream",
+         "target", "verdict", "errors"], rows,
+        title=f"TOOL-CALL STREAMS vs TEXT STREAMS (median of {rounds} rounds; a required "
+              f"tool whose 16 string arguments stream in pieces, against the {STREAM_MODEL} "
+              f"text stream; gateway process CPU per stream)")
+
+
 def report_workers(phases: list[Phase], conc: int, rounds: int) -> str:
     rows = []
     for path, label in (("gateway", "1 worker"), ("gateway-w2", "--workers 2")):
@@ -670,6 +718,7 @@ async def run_bench(s: Settings, sim: Any, echo: EchoProcess, gateway: Any,
         "direct": DirectPath(sim.openai_base_url, sim.api_key),
         "echo": GrpcPath(echo.target, None),
     }
+    paths["gateway-tools"] = GrpcPath(gateway.target, bearer, tools=True)
     if gateway_w2 is not None:
         paths["gateway-w2"] = GrpcPath(gateway_w2.target, bearer)
     phases: list[Phase] = []
@@ -699,13 +748,14 @@ async def run_bench(s: Settings, sim: Any, echo: EchoProcess, gateway: Any,
                     f"{metric(by['gateway']):6.2f}  direct {metric(by['direct']):6.2f}  "
                     f"echo {metric(by['echo']):6.2f} ms")
 
-        order = ["gateway", "direct", "echo"]
         levels = sorted({("stream", c) for c in s.stream_concurrency}
                         | {("unary", c) for c in s.unary_concurrency},
                         key=lambda kc: (kc[1], kc[0] == "unary"))
         for kind, c in levels:
+            order = ["gateway", "direct", "echo"] + (["gateway-tools"] if kind == "stream"
+                                                      else [])
             for r in range(s.rounds):
-                rot = order[r % 3:] + order[:r % 3]
+                rot = order[r % len(order):] + order[:r % len(order)]
                 for name in rot:
                     path = paths[name]
                     call = path.unary if kind == "unary" else path.stream
@@ -845,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report_unary(phases, s.unary_concurrency, s.rounds))
     print()
     print(report_stream(phases, s.stream_concurrency, s.rounds, s.stream_tokens))
+    print()
+    print(report_tool_stream(phases, s.stream_concurrency, s.rounds))
     print()
     print(report_alternating(phases, s.rounds))
     if s.workers:

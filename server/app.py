@@ -47,6 +47,8 @@ from server.fallback.breaker import BreakerPolicy
 from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import ChainBuilder
 from server.fallback.route_store import RouteStore, refresh_forever
+from server.fallback.capabilities import Capabilities
+from server.generation.embed import EmbeddingService
 from server.fallback.router import RetryPolicy, Router
 from server.fallback.routes import RouteCache, configured_targets, routes_from_config
 from server.handlers.audit import AuditService
@@ -182,6 +184,7 @@ class Gateway:
                         retries=RetryAllowance(g.retry_ratio, g.retry_min_per_s),
                         attempt_timeouts={name: p.timeout_s
                                           for name, p in config.providers.items()},
+                        capabilities=Capabilities(config.capabilities),
                         breaker_policy=BreakerPolicy(
                             g.breaker_consecutive_failures, g.breaker_error_rate,
                             g.breaker_window_s, g.breaker_min_calls, g.breaker_cooldown_s))
@@ -232,14 +235,14 @@ class Gateway:
         renderer = Renderer(timezone=config.prompts.timezone)
         config_pb2_grpc.add_ConfigServiceServicer_to_server(
             ConfigService(self.prompts, bots, renderer, tenants), self.server)
+        metering = Metering(self.billing.calls, self.billing.recorder, prices) if b.enabled \
+            else Metering(None, None)
         generation = GenerationService(
-            chains, router,
-            Metering(self.billing.calls, self.billing.recorder, prices) if b.enabled
-            else Metering(None, None),
-            self.metrics, presets=Presets(self.prompts, bots, renderer),
+            chains, router, metering, self.metrics, presets=Presets(self.prompts, bots, renderer),
             grounder=Grounder(config.rag, self.rag.retriever))
+        embedding = EmbeddingService(config, self.rag.embedders, router, metering)
         generation_pb2_grpc.add_GenerationServiceServicer_to_server(
-            GenerationServicer(config, chains, generation), self.server)
+            GenerationServicer(config, chains, generation, embedding), self.server)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(audit_store, tenants),
                                                           self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)

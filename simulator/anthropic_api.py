@@ -4,13 +4,24 @@ Only translation lives here: the request JSON → the neutral questions in `scen
 and the answers → Anthropic's message object, stream events and error bodies, close
 enough that the official `anthropic` SDK works unchanged with
 `AsyncAnthropic(base_url="http://host:port")`.
+
+Tools arrive as `tools` + `tool_choice`, calls and results as `tool_use` blocks in
+assistant turns and `tool_result` blocks in user turns, images as `image` blocks (base64
+or URL source); they are checked as the API checks them and answered by the rules of
+`simulator.tooling`: tool calls as `tool_use` blocks with stop reason "tool_use", streamed
+as `input_json_delta` pieces. (Anthropic has no JSON mode: clients force a tool instead.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import binascii
+import hashlib
+import json
+import re
+from base64 import b64decode
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -18,11 +29,26 @@ from aiohttp import web
 
 from simulator.faults import Ending, reported_usage, stream_script, unary_script
 from simulator.pacing import TokenPacer, hang, unary_generation_delay, wait_latency
-from simulator.replies import Completion, FinishReason, compose_completion, count_prompt_tokens
+from simulator.replies import (
+    Completion,
+    FinishReason,
+    compose_completion,
+    count_prompt_tokens,
+    count_tokens,
+)
 from simulator.scenario import Behaviour
 from simulator.scenario_book import ScriptedError
 from simulator.state import SimulatorState
 from simulator.stats import CallScope
+from simulator.tooling import (
+    IMAGE_TOKENS,
+    PlannedCall,
+    ToolSpec,
+    answer_after_tools,
+    argument_pieces,
+    image_note,
+    plan_tool_calls,
+)
 from simulator.wire import (
     connection_lost,
     dumps,
@@ -104,6 +130,14 @@ class InvalidRequest(Exception):
 # --------------------------------------------------------------------------- request
 
 
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]+")
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_TOOL_CHOICE_TYPES = ("auto", "any", "tool", "none")
+_CHOICE_MODES = {"auto": "auto", "any": "required", "none": "none"}
+_NOTE_WORDS = re.compile(r"\s*\S+")
+
+
 @dataclass(frozen=True, slots=True)
 class MessagesRequest:
     """The parts of a Messages request that shape the simulated reply."""
@@ -113,6 +147,15 @@ class MessagesRequest:
     max_tokens: int
     stop: tuple[str, ...]
     stream: bool
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str = "auto"
+    """`plan_tool_calls`' choice: "auto", "none", "required" or a tool's name."""
+    parallel: bool = True
+    """Anthropic lets the model call tools in parallel unless `disable_parallel_tool_use`."""
+    tool_results: tuple[str, ...] | None = None
+    """The texts of the tool results the conversation ends with (None: it does not)."""
+    image_types: tuple[str, ...] = ()
+    seed: str = ""
 
     @classmethod
     def parse(cls, body: Any) -> MessagesRequest:
@@ -129,7 +172,7 @@ class MessagesRequest:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("messages: at least one message is required")
-        texts = [_message_text(m, i) for i, m in enumerate(messages)]
+        talk = Conversation.read(messages)
         if messages[0].get("role") != "user":
             raise InvalidRequest('messages: first message must use the "user" role')
         system = _system_text(body.get("system"))
@@ -144,38 +187,251 @@ class MessagesRequest:
         stream = body.get("stream") or False
         if not isinstance(stream, bool):
             raise InvalidRequest("stream: Input should be a valid boolean")
-        all_texts = texts + ([system] if system else [])
+        tools, declared_tokens = _tools(body.get("tools"))
+        choice, parallel = _tool_choice(body.get("tool_choice"), tools, "tools" in body)
+        if talk.uses_tools and "tools" not in body:
+            raise InvalidRequest("Requests which include `tool_use` or `tool_result` blocks "
+                                 "must define tools.")
+        all_texts = talk.texts + ([system] if system else [])
         return cls(
             model=model,
-            prompt_tokens=count_prompt_tokens(all_texts, len(messages)),
+            prompt_tokens=count_prompt_tokens(all_texts, len(messages))
+            + IMAGE_TOKENS * len(talk.image_types) + declared_tokens,
             max_tokens=max_tokens,
             stop=tuple(stop),
             stream=stream,
+            tools=tools,
+            tool_choice=choice,
+            parallel=parallel,
+            tool_results=talk.tool_results,
+            image_types=tuple(talk.image_types),
+            seed=hashlib.sha256(dumps([model, messages])).hexdigest()[:16],
         )
 
 
-def _message_text(message: Any, index: int) -> str:
-    where = f"messages.{index}"
-    if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-        raise InvalidRequest(f"{where}.role: Input should be 'user' or 'assistant'")
-    content = message.get("content")
+def _tools(tools: Any) -> tuple[tuple[ToolSpec, ...], int]:
+    """The declared client tools, and the prompt tokens their declarations count."""
+    if tools is None:
+        return (), 0
+    if not isinstance(tools, list):
+        raise InvalidRequest("tools: Input should be a valid list")
+    specs: list[ToolSpec] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, Mapping):
+            raise InvalidRequest(f"tools.{i}: Input should be a valid dictionary")
+        if tool.get("type", "custom") != "custom":
+            continue  # a server tool (web search …): declared, never called by this model
+        where = f"tools.{i}.custom"
+        name = tool.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            raise InvalidRequest(f"{where}.name: String should match pattern "
+                                 "'^[a-zA-Z0-9_-]{1,64}$'")
+        if "description" in tool and not isinstance(tool["description"], str):
+            raise InvalidRequest(f"{where}.description: Input should be a valid string")
+        schema = tool.get("input_schema")
+        if schema is None:
+            raise InvalidRequest(f"{where}.input_schema: Field required")
+        if not isinstance(schema, Mapping):
+            raise InvalidRequest(f"{where}.input_schema: Input should be a valid dictionary")
+        if schema.get("type") != "object":
+            raise InvalidRequest(f"{where}.input_schema.type: Input should be 'object'")
+        if any(spec.name == name for spec in specs):
+            raise InvalidRequest("tools: Tool names must be unique.")
+        specs.append(ToolSpec(name, schema))
+    return tuple(specs), count_tokens(json.dumps(tools)) if tools else 0
+
+
+def _tool_choice(choice: Any, tools: Sequence[ToolSpec], declared: bool) -> tuple[str, bool]:
+    """`tool_choice` as (plan_tool_calls' choice, whether parallel calls are allowed)."""
+    if choice is None:
+        return "auto", True
+    if not isinstance(choice, Mapping):
+        raise InvalidRequest("tool_choice: Input should be a valid dictionary")
+    kind = choice.get("type")
+    if kind not in _TOOL_CHOICE_TYPES:
+        raise InvalidRequest(f"tool_choice: Input tag '{kind}' found using 'type' does not match "
+                             "any of the expected tags: 'auto', 'any', 'tool', 'none'")
+    if not declared:
+        raise InvalidRequest("tool_choice: tool_choice may only be specified while providing "
+                             "tools.")
+    disable = choice.get("disable_parallel_tool_use", False)
+    if kind == "none" and "disable_parallel_tool_use" in choice:
+        raise InvalidRequest("tool_choice.none.disable_parallel_tool_use: Extra inputs are not "
+                             "permitted")
+    if not isinstance(disable, bool):
+        raise InvalidRequest(f"tool_choice.{kind}.disable_parallel_tool_use: Input should be a "
+                             "valid boolean")
+    if kind != "tool":
+        return _CHOICE_MODES[kind], not disable
+    name = choice.get("name")
+    if not isinstance(name, str):
+        raise InvalidRequest("tool_choice.tool.name: Field required")
+    if not any(tool.name == name for tool in tools):
+        raise InvalidRequest(f"tool_choice.tool.name: Tool '{name}' not found in `tools`.")
+    return name, not disable
+
+
+@dataclass(slots=True)
+class Conversation:
+    """What the messages say: their texts (for the token count), the images they carry,
+    and the tool results the conversation ends with — checked the way the API checks
+    them: every `tool_use` answered by a `tool_result` in the next (user) turn, every
+    `tool_result` answering a `tool_use` of the turn before, results before other blocks."""
+
+    texts: list[str] = field(default_factory=list)
+    image_types: list[str] = field(default_factory=list)
+    tool_results: tuple[str, ...] | None = None
+    uses_tools: bool = False
+
+    @classmethod
+    def read(cls, messages: Sequence[Any]) -> Conversation:
+        talk = cls()
+        calls: list[str] = []  # the tool_use ids of the turn before
+        for i, message in enumerate(messages):
+            where = f"messages.{i}"
+            if not isinstance(message, Mapping) or message.get("role") not in ("user",
+                                                                               "assistant"):
+                raise InvalidRequest(f"{where}.role: Input should be 'user' or 'assistant'")
+            blocks = _blocks(message.get("content"), where)
+            answered = talk._read_turn(message["role"], blocks, where)
+            missing = [c for c in calls if c not in answered]
+            if missing:
+                raise InvalidRequest(
+                    f"{where}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing)}. Each `tool_use` block must "
+                    "have a corresponding `tool_result` block in the next message.")
+            unexpected = [a for a in answered if a not in calls]
+            if unexpected:
+                raise InvalidRequest(
+                    f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{', '.join(unexpected)}. Each `tool_result` block must have a "
+                    "corresponding `tool_use` block in the previous message.")
+            calls = [b["id"] for b in blocks if b.get("type") == "tool_use"]
+            last_results = [_result_text(b) for b in blocks if b.get("type") == "tool_result"]
+            talk.tool_results = tuple(last_results) if last_results else None
+        if calls:
+            raise InvalidRequest(
+                f"messages.{len(messages) - 1}: `tool_use` ids were found without "
+                f"`tool_result` blocks immediately after: {', '.join(calls)}. Each `tool_use` "
+                "block must have a corresponding `tool_result` block in the next message.")
+        return talk
+
+    def _read_turn(self, role: str, blocks: list[Mapping[str, Any]], where: str) -> list[str]:
+        """Check one turn's blocks, note its text and images; the tool_use ids its
+        tool results answer."""
+        answered: list[str] = []
+        texts: list[str] = []
+        others = False
+        for j, block in enumerate(blocks):
+            at = f"{where}.content.{j}"
+            kind = block.get("type")
+            if kind == "tool_result":
+                if role != "user":
+                    raise InvalidRequest(f"{at}: tool_result blocks are only allowed in user "
+                                         "messages")
+                if others:
+                    raise InvalidRequest(f"{where}: tool_result blocks must come first in the "
+                                         "content, before any other block")
+                answered.append(self._read_result(block, at))
+                texts.append(_result_text(block))
+                continue
+            others = True
+            if kind == "text":
+                if not isinstance(block.get("text"), str):
+                    raise InvalidRequest(f"{at}.text: Input should be a valid string")
+                texts.append(block["text"])
+            elif kind == "image":
+                self.image_types.append(_image_type(block, at))
+            elif kind == "tool_use":
+                texts.append(self._read_call(role, block, at))
+        self.texts.append(" ".join(texts))
+        return answered
+
+    def _read_call(self, role: str, block: Mapping[str, Any], at: str) -> str:
+        if role != "assistant":
+            raise InvalidRequest(f"{at}: tool_use blocks are only allowed in assistant messages")
+        if not isinstance(block.get("id"), str) or not TOOL_USE_ID.fullmatch(block["id"]):
+            raise InvalidRequest(f"{at}.tool_use.id: String should match pattern "
+                                 "'^[a-zA-Z0-9_-]+$'")
+        if not isinstance(block.get("name"), str) or not block["name"]:
+            raise InvalidRequest(f"{at}.tool_use.name: Field required")
+        if not isinstance(block.get("input"), Mapping):
+            raise InvalidRequest(f"{at}.tool_use.input: Input should be a valid dictionary")
+        self.uses_tools = True
+        return json.dumps(block["input"])
+
+    def _read_result(self, block: Mapping[str, Any], at: str) -> str:
+        tool_use_id = block.get("tool_use_id")
+        if not isinstance(tool_use_id, str) or not TOOL_USE_ID.fullmatch(tool_use_id):
+            raise InvalidRequest(f"{at}.tool_result.tool_use_id: String should match pattern "
+                                 "'^[a-zA-Z0-9_-]+$'")
+        content = block.get("content", "")
+        if isinstance(content, list):
+            for k, part in enumerate(_blocks(content, f"{at}.tool_result")):
+                if part.get("type") == "image":
+                    self.image_types.append(_image_type(part, f"{at}.tool_result.content.{k}"))
+                elif part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise InvalidRequest(f"{at}.tool_result.content.{k}: Input should be a "
+                                         "text or image block")
+        elif not isinstance(content, str):
+            raise InvalidRequest(f"{at}.tool_result.content: Input should be a valid string or "
+                                 "list of blocks")
+        if not isinstance(block.get("is_error", False), bool):
+            raise InvalidRequest(f"{at}.tool_result.is_error: Input should be a valid boolean")
+        self.uses_tools = True
+        return tool_use_id
+
+
+def _blocks(content: Any, where: str) -> list[Mapping[str, Any]]:
+    """A message's content as blocks (a string is one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not all(isinstance(b, Mapping) for b in content):
+        raise InvalidRequest(f"{where}.content: Input should be a valid string or list of blocks")
+    return content
+
+
+def _image_type(block: Mapping[str, Any], at: str) -> str:
+    """An image block's media type, once its source is one the API takes."""
+    source = block.get("source")
+    if not isinstance(source, Mapping) or source.get("type") not in ("base64", "url"):
+        raise InvalidRequest(f"{at}.image.source: Input tag '{_tag(source)}' found using 'type' "
+                             "does not match any of the expected tags: 'base64', 'url'")
+    if source["type"] == "url":
+        url = source.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise InvalidRequest(f"{at}.image.source.url.url: Input should be a valid URL")
+        return "url"
+    media_type = source.get("media_type")
+    if media_type not in IMAGE_MEDIA_TYPES:
+        raise InvalidRequest(f"{at}.image.source.base64.media_type: Input should be "
+                             "'image/jpeg', 'image/png', 'image/gif' or 'image/webp'")
+    data = source.get("data")
+    try:
+        if not isinstance(data, str) or not data:
+            raise ValueError
+        b64decode(data, validate=True)
+    except (ValueError, binascii.Error):
+        raise InvalidRequest(f"{at}.image.source.base64.data: The image data is not valid "
+                             "base64") from None
+    return media_type
+
+
+def _tag(value: Any) -> str:
+    return str(value.get("type")) if isinstance(value, Mapping) else ""
+
+
+def _result_text(block: Mapping[str, Any]) -> str:
+    content = block.get("content", "")
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return " ".join(_block_text(b) for b in content)
-    raise InvalidRequest(f"{where}.content: Input should be a valid string or list of blocks")
+    return " ".join(b["text"] for b in content if b.get("type") == "text")
 
 
 def _block_text(block: Any) -> str:
     if isinstance(block, Mapping) and block.get("type") == "text":
         text = block.get("text")
         return text if isinstance(text, str) else ""
-    if isinstance(block, Mapping) and block.get("type") == "tool_result":
-        content = block.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return " ".join(_block_text(b) for b in content)
     return ""
 
 
@@ -198,6 +454,68 @@ def _check_range(body: Mapping[str, Any], name: str, low: float, high: float) ->
 # --------------------------------------------------------------------------- response shapes
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the simulated model answers: text (`completion`) or tool calls (`calls`)."""
+
+    completion: Completion
+    calls: tuple[PlannedCall, ...] = ()
+
+    @property
+    def output_tokens(self) -> int:
+        if self.calls:
+            return sum(count_tokens(call.arguments) for call in self.calls)
+        return len(self.completion.tokens)
+
+    @property
+    def stop_reason(self) -> str:
+        return "tool_use" if self.calls else _STOP_REASONS[self.completion.finish]
+
+    @property
+    def stop_sequence(self) -> str | None:
+        return None if self.calls else self.completion.stop_sequence
+
+    def content(self) -> list[dict[str, Any]]:
+        """The message's content blocks. A call's input is an object — or, for scripted
+        unreadable arguments, the text itself (what a broken proxy might pass on)."""
+        if self.calls:
+            return [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input}
+                    for c in self.calls]
+        if self.completion.prompt_blocked:
+            return []
+        return [{"type": "text", "text": self.completion.text}]
+
+    def blocks(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The streamed content blocks: each block's `content_block_start` shell and its
+        deltas (text tokens, or a call's arguments in `input_json_delta` pieces)."""
+        if self.calls:
+            return [({"type": "tool_use", "id": c.id, "name": c.name, "input": {}},
+                     [{"type": "input_json_delta", "partial_json": piece}
+                      for piece in argument_pieces(c.arguments)])
+                    for c in self.calls]
+        return [({"type": "text", "text": ""},
+                 [{"type": "text_delta", "text": token} for token in self.completion.tokens])]
+
+
+def compose_reply(req: MessagesRequest, behaviour: Behaviour) -> Reply:
+    """The model's answer (see `simulator.tooling`): tool calls when tools are declared
+    and the choice allows them (a scripted refusal refuses instead); after tool results,
+    text quoting them; otherwise the usual reply. Images add a note to any text."""
+    if not behaviour.content_filter:
+        calls = plan_tool_calls(req.tools, req.tool_choice, req.tool_results is not None,
+                                parallel=req.parallel, fault=behaviour.output_fault,
+                                seed=req.seed, prefix="toolu_")
+        if calls:
+            return Reply(Completion((), FinishReason.END), calls)
+        if req.tool_results is not None:
+            behaviour = replace(behaviour, reply=answer_after_tools(req.tool_results))
+    completion = compose_completion(req.model, behaviour, req.max_tokens, req.stop)
+    if req.image_types and not completion.prompt_blocked:
+        note = tuple(_NOTE_WORDS.findall(image_note(req.image_types)))
+        completion = replace(completion, tokens=completion.tokens + note)
+    return Reply(completion)
+
+
 def _usage(req: MessagesRequest, behaviour: Behaviour, output_tokens: int) -> dict[str, Any]:
     """Anthropic counts cache reads/writes apart from (not inside) `input_tokens`."""
     prompt_tokens, output_tokens = reported_usage(behaviour, req.prompt_tokens, output_tokens)
@@ -216,10 +534,10 @@ def message_object(
     msg_id: str,
     req: MessagesRequest,
     behaviour: Behaviour,
-    completion: Completion | None,
+    reply: Reply | None,
     output_tokens: int,
 ) -> dict[str, Any]:
-    """A `message` object; with completion None, the empty shell `message_start` carries."""
+    """A `message` object; with reply None, the empty shell `message_start` carries."""
     body: dict[str, Any] = {
         "id": msg_id,
         "type": "message",
@@ -230,11 +548,10 @@ def message_object(
         "stop_sequence": None,
         "usage": _usage(req, behaviour, output_tokens),
     }
-    if completion is not None:
-        if not completion.prompt_blocked:
-            body["content"] = [{"type": "text", "text": completion.text}]
-        body["stop_reason"] = _STOP_REASONS[completion.finish]
-        body["stop_sequence"] = completion.stop_sequence
+    if reply is not None:
+        body["content"] = reply.content()
+        body["stop_reason"] = reply.stop_reason
+        body["stop_sequence"] = reply.stop_sequence
     return body
 
 
@@ -291,17 +608,17 @@ class AnthropicProtocol:
             return scope.responded(_scripted_error(plan.error, req.model))
         if behaviour.timeout:
             await hang()
-        completion = compose_completion(req.model, behaviour, req.max_tokens, req.stop)
+        reply = compose_reply(req, behaviour)
         if req.stream:
-            return await self._stream(request, req, completion, behaviour, scope)
-        tokens = len(completion.tokens)
+            return await self._stream(request, req, reply, behaviour, scope)
+        tokens = reply.output_tokens
         script = unary_script(behaviour, tokens)
         await unary_generation_delay(behaviour, script.tokens)
         return end_unary(
             request,
             scope,
             script,
-            message_object(new_id("msg_"), req, behaviour, completion, tokens),
+            message_object(new_id("msg_"), req, behaviour, reply, tokens),
             late_error=partial(_scripted_error, model=req.model),
             headers={"request-id": new_id("req_")},
         )
@@ -310,50 +627,52 @@ class AnthropicProtocol:
         self,
         request: web.Request,
         req: MessagesRequest,
-        completion: Completion,
+        reply: Reply,
         behaviour: Behaviour,
         scope: CallScope,
     ) -> web.StreamResponse:
+        """Anthropic's SSE: `message_start`, then per content block `content_block_start`
+        (a `ping` after the first), its deltas and `content_block_stop`; then
+        `message_delta` (stop reason, output usage) and `message_stop`. Faults count the
+        deltas sent across blocks (text tokens or argument pieces)."""
         resp = web.StreamResponse(headers={**_SSE_HEADERS, "request-id": new_id("req_")})
         await resp.prepare(request)
         scope.responded(resp)
         scope.stream_started()
         shell = message_object(new_id("msg_"), req, behaviour, None, 1)
         await resp.write(_event("message_start", {"type": "message_start", "message": shell}))
-        await resp.write(
-            _event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
-        )
-        await resp.write(_event("ping", {"type": "ping"}))
         pacer = TokenPacer(behaviour.tokens_per_second)
-        script = stream_script(behaviour, len(completion.tokens))
-        for i, token in enumerate(completion.tokens[: script.tokens]):
-            await pacer.before_token(i)
-            delta = {"type": "text_delta", "text": token}
-            await resp.write(
-                _event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": delta},
-                )
-            )
-        if script.ending is not Ending.COMPLETE:
+        blocks = reply.blocks()
+        script = stream_script(behaviour, sum(len(deltas) for _, deltas in blocks))
+        complete = script.ending is Ending.COMPLETE
+        sent = 0
+        for index, (block, deltas) in enumerate(blocks):
+            if index and not complete and sent >= script.tokens:
+                break
+            await resp.write(_event("content_block_start", {
+                "type": "content_block_start", "index": index, "content_block": block}))
+            if index == 0:
+                await resp.write(_event("ping", {"type": "ping"}))
+            for delta in deltas[: max(0, script.tokens - sent)]:
+                await pacer.before_token(sent)
+                await resp.write(_event("content_block_delta", {
+                    "type": "content_block_delta", "index": index, "delta": delta}))
+                sent += 1
+            if not complete and sent >= script.tokens:
+                break
+            await resp.write(_event("content_block_stop",
+                                    {"type": "content_block_stop", "index": index}))
+        if not complete:
             return await end_stream_early(request, resp, scope, script, _error_event)
-        await resp.write(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        usage = _usage(req, behaviour, len(completion.tokens))
+        usage = _usage(req, behaviour, reply.output_tokens)
         await resp.write(
             _event(
                 "message_delta",
                 {
                     "type": "message_delta",
                     "delta": {
-                        "stop_reason": _STOP_REASONS[completion.finish],
-                        "stop_sequence": completion.stop_sequence,
+                        "stop_reason": reply.stop_reason,
+                        "stop_sequence": reply.stop_sequence,
                     },
                     "usage": {"output_tokens": usage["output_tokens"]},
                 },

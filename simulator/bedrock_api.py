@@ -12,15 +12,25 @@ Every region is served by this one process. A call's region is, in order:
      `endpoint_url=http://host:port` with `region_name=R` works too;
   3. `us-east-1`.
 Signatures are accepted, never verified; the access key `sim-invalid-key` is rejected.
+
+Tools: `toolConfig` (`toolSpec` declarations, `toolChoice` auto / any / tool), `toolUse` /
+`toolResult` and `image` content blocks are read and checked as Converse checks them (a 400
+ValidationException otherwise); what the model does with them is `simulator.tooling`'s
+decision. A tool call is a `toolUse` block (unary) or `contentBlockStart` + its input in
+`contentBlockDelta.toolUse.input` pieces (streamed), with stop reason `tool_use`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
+import hashlib
+import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from base64 import b64decode
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import unquote
@@ -41,6 +51,15 @@ from simulator.scenario import Behaviour
 from simulator.scenario_book import ScriptedError
 from simulator.state import SimulatorState
 from simulator.stats import CallScope
+from simulator.tooling import (
+    IMAGE_TOKENS,
+    PlannedCall,
+    ToolSpec,
+    answer_after_tools,
+    argument_pieces,
+    image_note,
+    plan_tool_calls,
+)
 from simulator.vectors import embedding_vector
 from simulator.wire import (
     abort_connection,
@@ -115,6 +134,16 @@ class InvalidRequest(Exception):
 # --------------------------------------------------------------------------- request
 
 
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")
+IMAGE_FORMATS = ("gif", "jpeg", "png", "webp")
+_TOOL_CHOICES = ("auto", "any", "tool")
+_NOTE_WORDS = re.compile(r"\s*\S+")
+TOOL_CONFIG_REQUIRED = (
+    "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ConverseRequest:
     """The parts of a Converse request that shape the simulated reply."""
@@ -122,9 +151,17 @@ class ConverseRequest:
     prompt_tokens: int
     max_tokens: int | None
     stop: tuple[str, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str = "auto"
+    """`plan_tool_calls`' choice: "auto", "required" (Converse's `any`) or a tool's name."""
+    tool_results: tuple[str, ...] | None = None
+    """The texts of the tool results the conversation ends with (None: it does not)."""
+    image_types: tuple[str, ...] = ()
+    """The MIME type of every image sent (`image/png` …), for the reply's image note."""
+    seed: str = ""
 
     @classmethod
-    def parse(cls, body: Any) -> ConverseRequest:
+    def parse(cls, body: Any, model: str = "") -> ConverseRequest:
         if not isinstance(body, Mapping):
             raise InvalidRequest(
                 "Malformed input request, please reformat your input and try again."
@@ -135,7 +172,8 @@ class ConverseRequest:
                 "A conversation must start with a user message. "
                 "Try again with a conversation that starts with a user message."
             )
-        texts = [_message_text(m, i) for i, m in enumerate(messages)]
+        talk = Conversation.read(messages)
+        texts = list(talk.texts)
         system = body.get("system") or []
         if not isinstance(system, list):
             raise InvalidRequest("system: expected a list of system content blocks")
@@ -165,24 +203,370 @@ class ConverseRequest:
         stop = config.get("stopSequences") or []
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise InvalidRequest("inferenceConfig.stopSequences: expected a list of strings")
-        return cls(count_prompt_tokens(texts, len(messages)), max_tokens, tuple(stop))
-
-
-def _message_text(message: Any, index: int) -> str:
-    if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-        raise InvalidRequest(
-            f"1 validation error detected: Value at 'messages.{index + 1}.member.role' failed "
-            "to satisfy constraint: Member must satisfy enum value set: [user, assistant]"
+        tools, choice, declared_tokens = _tool_config(body.get("toolConfig"))
+        if talk.uses_tools and body.get("toolConfig") is None:
+            raise InvalidRequest(TOOL_CONFIG_REQUIRED)
+        return cls(
+            count_prompt_tokens(texts, len(messages))
+            + IMAGE_TOKENS * len(talk.image_types)
+            + declared_tokens,
+            max_tokens,
+            tuple(stop),
+            tools=tools,
+            tool_choice=choice,
+            tool_results=talk.tool_results,
+            image_types=tuple(talk.image_types),
+            seed=hashlib.sha256(dumps([model, messages])).hexdigest()[:16],
         )
-    content = message.get("content")
-    if not isinstance(content, list):
-        raise InvalidRequest(f"messages.{index + 1}.content: expected a list of content blocks")
-    return " ".join(
-        b["text"] for b in content if isinstance(b, Mapping) and isinstance(b.get("text"), str)
-    )
+
+
+def _tool_config(config: Any) -> tuple[tuple[ToolSpec, ...], str, int]:
+    """`toolConfig` as (declared tools, `plan_tool_calls`' choice, the prompt tokens the
+    declarations count). Only `toolSpec` tools can be called; `cachePoint` and
+    `systemTool` entries are accepted and never called."""
+    if config is None:
+        return (), "auto", 0
+    if not isinstance(config, Mapping):
+        raise InvalidRequest("toolConfig: expected an object")
+    tools = config.get("tools")
+    if not isinstance(tools, list) or not tools:
+        raise InvalidRequest(
+            "1 validation error detected: Value at 'toolConfig.tools' failed to satisfy "
+            "constraint: Member must have length greater than or equal to 1"
+        )
+    specs: list[ToolSpec] = []
+    for i, tool in enumerate(tools):
+        where = f"toolConfig.tools.{i + 1}.member"
+        member = _union_member(tool, where, ("toolSpec", "systemTool", "cachePoint"))
+        if member != "toolSpec":
+            continue
+        spec = _tool_spec(tool["toolSpec"], f"{where}.toolSpec")
+        if any(s.name == spec.name for s in specs):
+            raise InvalidRequest(
+                f"The tool name {spec.name} is duplicated in toolConfig.tools. "
+                "Tool names must be unique."
+            )
+        specs.append(spec)
+    choice = _tool_choice(config.get("toolChoice"), specs)
+    return tuple(specs), choice, count_tokens(json.dumps(tools))
+
+
+def _tool_spec(spec: Any, where: str) -> ToolSpec:
+    if not isinstance(spec, Mapping):
+        raise InvalidRequest(f"{where}: expected an object")
+    name = spec.get("name")
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"1 validation error detected: Value at '{where}.name' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"
+        )
+    description = spec.get("description")
+    if description is not None and (not isinstance(description, str) or not description):
+        raise InvalidRequest(
+            f"1 validation error detected: Value at '{where}.description' failed to satisfy "
+            "constraint: Member must have length greater than or equal to 1"
+        )
+    schema_union = spec.get("inputSchema")
+    _union_member(schema_union, f"{where}.inputSchema", ("json",))
+    schema = schema_union["json"]
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        raise InvalidRequest(
+            f"The value at {where}.inputSchema.json.type must be one of the following: object."
+        )
+    return ToolSpec(name, schema)
+
+
+def _tool_choice(choice: Any, tools: Sequence[ToolSpec]) -> str:
+    """`toolChoice` (a union of `auto`, `any`, `tool`; no "none") as plan_tool_calls'."""
+    if choice is None:
+        return "auto"
+    kind = _union_member(choice, "toolConfig.toolChoice", _TOOL_CHOICES)
+    if kind == "auto":
+        return "auto"
+    if kind == "any":
+        return "required"
+    named = choice["tool"]
+    name = named.get("name") if isinstance(named, Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(
+            "1 validation error detected: Value null at 'toolConfig.toolChoice.tool.name' "
+            "failed to satisfy constraint: Member must not be null"
+        )
+    if not any(tool.name == name for tool in tools):
+        raise InvalidRequest(
+            f"The tool {name} named in toolConfig.toolChoice is not defined in toolConfig.tools."
+        )
+    return name
+
+
+def _union_member(value: Any, where: str, members: Sequence[str]) -> str:
+    """The one member a union value sets (AWS unions set exactly one)."""
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"{where}: expected an object")
+    present = [key for key in value if value[key] is not None]
+    if len(present) != 1:
+        raise InvalidRequest(
+            f"Invalid number of parameters set for tagged union structure {where}. "
+            f"Can only set one of the following keys: {', '.join(members)}."
+        )
+    if present[0] not in members:
+        raise InvalidRequest(f"{where}: unknown member {present[0]}")
+    return present[0]
+
+
+@dataclass(slots=True)
+class Conversation:
+    """What the messages say: one text per message (for the token count), the images
+    they carry, and the tool results the conversation ends with — checked the way
+    Converse checks them: `toolUse` only in assistant turns, `toolResult` only in user
+    turns, each result answering a `toolUse` of the turn before, and every `toolUse`
+    answered in the (user) turn that follows it."""
+
+    texts: list[str] = field(default_factory=list)
+    image_types: list[str] = field(default_factory=list)
+    tool_results: tuple[str, ...] | None = None
+    uses_tools: bool = False
+
+    @classmethod
+    def read(cls, messages: Sequence[Any]) -> Conversation:
+        talk = cls()
+        calls: list[str] = []  # the toolUse ids of the turn before
+        for i, message in enumerate(messages):
+            if not isinstance(message, Mapping) or message.get("role") not in (
+                "user",
+                "assistant",
+            ):
+                raise InvalidRequest(
+                    f"1 validation error detected: Value at 'messages.{i + 1}.member.role' "
+                    "failed to satisfy constraint: Member must satisfy enum value set: "
+                    "[user, assistant]"
+                )
+            content = message.get("content")
+            if not isinstance(content, list):
+                raise InvalidRequest(f"messages.{i + 1}.content: expected a list of content blocks")
+            uses, results = talk._read_turn(message["role"], content, i)
+            unexpected = [r for r, _ in results if r not in calls]
+            if unexpected:
+                raise InvalidRequest(
+                    f"messages.{i}.content: the toolUseId {', '.join(unexpected)} of a "
+                    "toolResult block matches no toolUse block of the previous turn."
+                )
+            missing = [c for c in calls if c not in {r for r, _ in results}]
+            if missing:
+                raise InvalidRequest(
+                    f"Expected toolResult blocks at messages.{i}.content for the following "
+                    f"Ids: {', '.join(missing)}"
+                )
+            calls = uses
+            talk.tool_results = tuple(text for _, text in results) if results else None
+        return talk
+
+    def _read_turn(
+        self, role: str, content: list[Any], index: int
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Check one turn's blocks and note their text and images; the turn's toolUse
+        ids and its tool results as (toolUseId, text)."""
+        texts: list[str] = []
+        uses: list[str] = []
+        results: list[tuple[str, str]] = []
+        for j, block in enumerate(content):
+            at = f"messages.{index + 1}.member.content.{j + 1}.member"
+            if not isinstance(block, Mapping) or len(block) != 1:
+                raise InvalidRequest(
+                    f"Invalid number of parameters set for tagged union structure {at}. "
+                    "Can only set one of the content block types."
+                )
+            if isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif "text" in block:
+                raise InvalidRequest(f"{at}.text: expected a string")
+            if "image" in block:
+                self.image_types.append(_image_type(block["image"], f"{at}.image"))
+            if "toolUse" in block:
+                if role != "assistant":
+                    raise InvalidRequest(
+                        f"messages.{index}.content.{j}: toolUse blocks are only allowed in "
+                        "assistant messages"
+                    )
+                use_id, arguments = _tool_use(block["toolUse"], f"{at}.toolUse")
+                uses.append(use_id)
+                texts.append(arguments)
+            if "toolResult" in block:
+                if role != "user":
+                    raise InvalidRequest(
+                        f"messages.{index}.content.{j}: toolResult blocks are only allowed in "
+                        "user messages"
+                    )
+                result = self._tool_result(block["toolResult"], f"{at}.toolResult")
+                results.append(result)
+                texts.append(result[1])
+        self.texts.append(" ".join(texts))
+        if uses or results:
+            self.uses_tools = True
+        return uses, results
+
+    def _tool_result(self, result: Any, at: str) -> tuple[str, str]:
+        """A toolResult block as (toolUseId, its text): text and json parts (json as its
+        text); images in it count like any image."""
+        if not isinstance(result, Mapping):
+            raise InvalidRequest(f"{at}: expected an object")
+        use_id = _use_id(result.get("toolUseId"), f"{at}.toolUseId")
+        status = result.get("status")
+        if status is not None and status not in ("success", "error"):
+            raise InvalidRequest(
+                f"1 validation error detected: Value '{status}' at '{at}.status' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [success, error]"
+            )
+        parts = result.get("content")
+        if not isinstance(parts, list):
+            raise InvalidRequest(
+                f"1 validation error detected: Value null at '{at}.content' failed to satisfy "
+                "constraint: Member must not be null"
+            )
+        if status == "error" and not parts:
+            raise InvalidRequest(
+                f"The content field at {at} cannot be empty when status value is error."
+            )
+        texts: list[str] = []
+        for k, part in enumerate(parts):
+            where = f"{at}.content.{k + 1}.member"
+            member = _union_member(
+                part, where, ("json", "text", "image", "document", "video", "searchResult")
+            )
+            if member == "text":
+                if not isinstance(part["text"], str):
+                    raise InvalidRequest(f"{where}.text: expected a string")
+                texts.append(part["text"])
+            elif member == "json":
+                texts.append(json.dumps(part["json"]))
+            elif member == "image":
+                self.image_types.append(_image_type(part["image"], f"{where}.image"))
+        return use_id, " ".join(texts)
+
+
+def _use_id(value: Any, at: str) -> str:
+    if not isinstance(value, str) or not TOOL_USE_ID.fullmatch(value):
+        raise InvalidRequest(
+            f"1 validation error detected: Value at '{at}' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.:-]+"
+        )
+    return value
+
+
+def _tool_use(use: Any, at: str) -> tuple[str, str]:
+    """A toolUse block as (toolUseId, its input as JSON text)."""
+    if not isinstance(use, Mapping):
+        raise InvalidRequest(f"{at}: expected an object")
+    use_id = _use_id(use.get("toolUseId"), f"{at}.toolUseId")
+    name = use.get("name")
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"1 validation error detected: Value at '{at}.name' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"
+        )
+    if "input" not in use:
+        raise InvalidRequest(
+            f"1 validation error detected: Value null at '{at}.input' failed to satisfy "
+            "constraint: Member must not be null"
+        )
+    return use_id, json.dumps(use["input"])
+
+
+def _image_type(image: Any, at: str) -> str:
+    """An image block's MIME type (`image/png` …), once its format and source are ones
+    Converse takes: inline bytes (base64 on the wire) or an S3 location."""
+    if not isinstance(image, Mapping):
+        raise InvalidRequest(f"{at}: expected an object")
+    fmt = image.get("format")
+    if fmt not in IMAGE_FORMATS:
+        raise InvalidRequest(
+            f"1 validation error detected: Value '{fmt}' at '{at}.format' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(IMAGE_FORMATS)}]"
+        )
+    source = image.get("source")
+    if _union_member(source, f"{at}.source", ("bytes", "s3Location")) == "bytes":
+        data = source["bytes"]
+        try:
+            if not isinstance(data, str) or not data:
+                raise ValueError
+            b64decode(data, validate=True)
+        except (ValueError, binascii.Error):
+            raise InvalidRequest(
+                f"{at}.source.bytes: the image bytes are not valid base64"
+            ) from None
+    return f"image/{fmt}"
 
 
 # --------------------------------------------------------------------------- response shapes
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the simulated model answers: text (`completion`) or tool calls (`calls`)."""
+
+    completion: Completion
+    calls: tuple[PlannedCall, ...] = ()
+
+    @property
+    def output_tokens(self) -> int:
+        if self.calls:
+            return sum(count_tokens(call.arguments) for call in self.calls)
+        return len(self.completion.tokens)
+
+    @property
+    def stop_reason(self) -> str:
+        return "tool_use" if self.calls else _STOP_REASONS[self.completion.finish]
+
+    def content(self) -> list[dict[str, Any]]:
+        """The message's content blocks. A call's input is a JSON value (a document) —
+        or, for scripted unreadable arguments, the text itself."""
+        if self.calls:
+            return [
+                {"toolUse": {"toolUseId": c.id, "name": c.name, "input": c.input}}
+                for c in self.calls
+            ]
+        if self.completion.prompt_blocked:
+            return []
+        return [{"text": self.completion.text}]
+
+    def blocks(self) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+        """The streamed content blocks: each block's `contentBlockStart` payload (None for
+        text, which Converse starts with its first delta) and its deltas — text tokens,
+        or a call's input in `toolUse.input` JSON-text pieces."""
+        if self.calls:
+            return [
+                (
+                    {"toolUse": {"toolUseId": c.id, "name": c.name}},
+                    [{"toolUse": {"input": piece}} for piece in argument_pieces(c.arguments)],
+                )
+                for c in self.calls
+            ]
+        return [(None, [{"text": token} for token in self.completion.tokens])]
+
+
+def compose_reply(req: ConverseRequest, model: str, behaviour: Behaviour) -> Reply:
+    """The model's answer (see `simulator.tooling`): tool calls when tools are declared
+    and the choice allows them (a scripted refusal refuses instead); after tool results,
+    text quoting them; otherwise the usual reply. Images add a note to any text.
+    Converse has no parallel-calls knob: this model calls one tool at a time."""
+    if not behaviour.content_filter:
+        calls = plan_tool_calls(
+            req.tools,
+            req.tool_choice,
+            req.tool_results is not None,
+            fault=behaviour.output_fault,
+            seed=req.seed,
+            prefix="tooluse_",
+        )
+        if calls:
+            return Reply(Completion((), FinishReason.END), calls)
+        if req.tool_results is not None:
+            behaviour = replace(behaviour, reply=answer_after_tools(req.tool_results))
+    completion = compose_completion(model, behaviour, req.max_tokens, req.stop)
+    if req.image_types and not completion.prompt_blocked:
+        note = tuple(_NOTE_WORDS.findall(image_note(req.image_types)))
+        completion = replace(completion, tokens=completion.tokens + note)
+    return Reply(completion)
 
 
 def _usage(req: ConverseRequest, behaviour: Behaviour, output_tokens: int) -> dict[str, Any]:
@@ -206,13 +590,12 @@ def _elapsed_ms(started: float) -> int:
 
 
 def converse_body(
-    req: ConverseRequest, behaviour: Behaviour, completion: Completion, started: float
+    req: ConverseRequest, behaviour: Behaviour, reply: Reply, started: float
 ) -> dict[str, Any]:
-    content = [] if completion.prompt_blocked else [{"text": completion.text}]
     return {
-        "output": {"message": {"role": "assistant", "content": content}},
-        "stopReason": _STOP_REASONS[completion.finish],
-        "usage": _usage(req, behaviour, len(completion.tokens)),
+        "output": {"message": {"role": "assistant", "content": reply.content()}},
+        "stopReason": reply.stop_reason,
+        "usage": _usage(req, behaviour, reply.output_tokens),
         "metrics": {"latencyMs": _elapsed_ms(started)},
     }
 
@@ -293,28 +676,33 @@ class BedrockProtocol:
     # -- converse ---------------------------------------------------------------------
 
     async def _converse(self, call: _Call) -> web.StreamResponse:
-        req = ConverseRequest.parse(call.body)
+        req = ConverseRequest.parse(call.body, call.model)
         behaviour, failed = await self._prepare(call)
         if failed is not None:
             return call.scope.responded(failed)
-        completion = compose_completion(call.model, behaviour, req.max_tokens, req.stop)
-        script = unary_script(behaviour, len(completion.tokens))
+        reply = compose_reply(req, call.model, behaviour)
+        script = unary_script(behaviour, reply.output_tokens)
         await unary_generation_delay(behaviour, script.tokens)
         return end_unary(
             call.request,
             call.scope,
             script,
-            converse_body(req, behaviour, completion, call.started),
+            converse_body(req, behaviour, reply, call.started),
             late_error=partial(_scripted_error, model=call.model),
             headers={"x-amzn-RequestId": new_id()},
         )
 
     async def _converse_stream(self, call: _Call) -> web.StreamResponse:
-        req = ConverseRequest.parse(call.body)
+        """ConverseStream's events: `messageStart`; per content block a
+        `contentBlockStart` (tool calls only: it names the call), its
+        `contentBlockDelta`s and `contentBlockStop`; then `messageStop` and `metadata`
+        (usage). Faults count the deltas sent across blocks (text tokens or argument
+        pieces)."""
+        req = ConverseRequest.parse(call.body, call.model)
         behaviour, failed = await self._prepare(call)
         if failed is not None:
             return call.scope.responded(failed)
-        completion = compose_completion(call.model, behaviour, req.max_tokens, req.stop)
+        reply = compose_reply(req, call.model, behaviour)
         resp = web.StreamResponse(
             headers={"Content-Type": _EVENTSTREAM, "x-amzn-RequestId": new_id()}
         )
@@ -323,18 +711,30 @@ class BedrockProtocol:
         call.scope.stream_started()
         await resp.write(event_message("messageStart", dumps({"role": "assistant"})))
         pacer = TokenPacer(behaviour.tokens_per_second)
-        script = stream_script(behaviour, len(completion.tokens))
-        for i, token in enumerate(completion.tokens[: script.tokens]):
-            await pacer.before_token(i)
-            delta = {"contentBlockIndex": 0, "delta": {"text": token}}
-            await resp.write(event_message("contentBlockDelta", dumps(delta)))
-        if script.ending is not Ending.COMPLETE:
+        blocks = reply.blocks()
+        script = stream_script(behaviour, sum(len(deltas) for _, deltas in blocks))
+        complete = script.ending is Ending.COMPLETE
+        sent = 0
+        for index, (start, deltas) in enumerate(blocks):
+            if index and not complete and sent >= script.tokens:
+                break
+            if start is not None:
+                payload = {"start": start, "contentBlockIndex": index}
+                await resp.write(event_message("contentBlockStart", dumps(payload)))
+            for delta in deltas[: max(0, script.tokens - sent)]:
+                await pacer.before_token(sent)
+                payload = {"contentBlockIndex": index, "delta": delta}
+                await resp.write(event_message("contentBlockDelta", dumps(payload)))
+                sent += 1
+            if not complete and sent >= script.tokens:
+                break
+            stop_block = {"contentBlockIndex": index}
+            await resp.write(event_message("contentBlockStop", dumps(stop_block)))
+        if not complete:
             return await end_stream_early(call.request, resp, call.scope, script, _stream_exception)
-        await resp.write(event_message("contentBlockStop", dumps({"contentBlockIndex": 0})))
-        stop = {"stopReason": _STOP_REASONS[completion.finish]}
-        await resp.write(event_message("messageStop", dumps(stop)))
+        await resp.write(event_message("messageStop", dumps({"stopReason": reply.stop_reason})))
         metadata = {
-            "usage": _usage(req, behaviour, len(completion.tokens)),
+            "usage": _usage(req, behaviour, reply.output_tokens),
             "metrics": {"latencyMs": _elapsed_ms(call.started)},
         }
         await resp.write(event_message("metadata", dumps(metadata)))

@@ -24,6 +24,9 @@ Behaviour fields (all optional):
     omit_terminal_event               every text chunk, then that same clean, unmarked end
     truncate_body                     a unary JSON body cut in half (200, right length)
     misreport_usage                   "zero" | "huge": usage that lies
+    output_fault                      "malformed_json" | "schema_mismatch" | "undeclared_tool"
+                                      | "malformed_arguments": a tool call or JSON answer
+                                      that is wrong (see `simulator.tooling`)
 
 The last four are silent misbehaviour: the client sees success and a clean end of the
 body, and must notice itself that the answer is incomplete (see `simulator.faults`).
@@ -59,6 +62,8 @@ __all__ = [
 DEFAULT_REPLY_TOKENS = 12
 CONTENT_FILTER_MODES = ("prompt", "response")
 MISREPORT_USAGE_MODES = ("zero", "huge")
+OUTPUT_FAULT_MODES = ("malformed_json", "schema_mismatch", "undeclared_tool",
+                      "malformed_arguments")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,7 @@ class Behaviour:
     omit_terminal_event: bool = False
     truncate_body: bool = False
     misreport_usage: str | None = None
+    output_fault: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Behaviour:
@@ -169,6 +175,9 @@ class Behaviour:
             kwargs["misreport_usage"] = one_of(
                 given["misreport_usage"], MISREPORT_USAGE_MODES, "misreport_usage"
             )
+        if "output_fault" in given:
+            kwargs["output_fault"] = one_of(given["output_fault"], OUTPUT_FAULT_MODES,
+                                            "output_fault")
         if "drop_after_tokens" in kwargs and "truncate_after_chunks" in kwargs:
             raise ScenarioError(
                 "drop_after_tokens and truncate_after_chunks exclude each other "

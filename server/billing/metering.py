@@ -238,8 +238,8 @@ class CallBilling:
                                                    prices)
         worst = max(cost_micros(prices[k], Metered(
             input_tokens=upper_bound_tokens(prompt_bytes),
-            output_tokens=max_output_tokens or t.max_output_tokens
-            or self._default_output_tokens,
+            output_tokens=max_output_tokens if max_output_tokens is not None
+            else t.max_output_tokens or self._default_output_tokens,
             duration_ms=int(max(call_time_s, 0.0) * 1000))) for k, t in targets.items())
         hold = await self._ledger.hold(
             scope, request.wallet_id, f"gen-hold:{uuid.uuid4().hex}", worst,

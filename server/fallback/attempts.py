@@ -13,6 +13,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SKIPPED_CIRCUIT_OPEN = "skipped_circuit_open"
     SKIPPED_DEADLINE = "skipped_deadline"
+    SKIPPED_UNSUPPORTED = "skipped_unsupported"
 
 
 @dataclass(frozen=True)

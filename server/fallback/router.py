@@ -31,6 +31,17 @@ vendor (neutral).
 of its own: the vendor never saw the call, so it never feeds the breaker and the same
 target is not retried (its pool is still full); the router falls back.
 
+Answers are checked against the request's form (``providers/output.py``): JSON that does
+not match the response format, a call to an undeclared tool or tool arguments that are
+not a JSON object make an ``invalid_output`` attempt, retried and failed over like any
+other. A stream's first tool-call piece is checked before it is relayed (so a call to an
+undeclared tool still fails over); the rest of a stream is checked at its end, when it
+can only fail (``StreamInterrupted`` with ``invalid_output``).
+
+Targets lacking a capability the request needs (tools, JSON, images: see
+``capabilities.py``) are skipped (``skipped_unsupported``); a chain none of whose targets
+can serve the request fails FAILED_PRECONDITION ``UNSUPPORTED_CAPABILITY``.
+
 Each target has a circuit breaker (``breaker.py``): an open one is skipped and reported
 as ``skipped_circuit_open``. Retries of the same target also spend from a global retry
 allowance (``retry_allowance.py``); with none left the router moves to the next target.
@@ -43,12 +54,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from opentelemetry import trace
 
 from server.kernel.errors import Fault, GatewayError
 from server.fallback.attempts import Attempt, Outcome, describe
 from server.fallback.breaker import STATE_VALUE, BreakerBoard, BreakerPolicy, BreakerState
+from server.fallback.capabilities import Capabilities, Capability, needed
 from server.fallback.retry_allowance import RetryAllowance
 from server.fallback.chain import Target
 from server.kernel.metrics import Metrics
@@ -65,6 +78,8 @@ from server.providers.base import (
     TextChunk,
     Usage,
 )
+from server.providers.content import ToolCall, ToolCallDelta
+from server.providers.output import AnswerCheck
 
 
 @dataclass(frozen=True)
@@ -110,9 +125,10 @@ class StreamFinished:
     usage: Usage
     served_by: Target
     attempts: list[Attempt]
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-RouterEvent = StreamStarted | TextChunk | StreamFinished
+RouterEvent = StreamStarted | TextChunk | ToolCallDelta | StreamFinished
 
 
 class StreamInterrupted(Exception):
@@ -125,12 +141,24 @@ class StreamInterrupted(Exception):
         super().__init__(error.message)
         self.error, self.served_by, self.attempts, self.usage = error, served_by, attempts, usage
 
+    @property
+    def invalid_output(self) -> bool:
+        """The stream ran to its end but its answer broke the requested form: the caller
+        did not get what it asked for (not charged)."""
+        return self.error.kind is ErrorKind.INVALID_OUTPUT
+
     def to_gateway_error(self) -> GatewayError:
+        if self.invalid_output:
+            return GatewayError(Fault.REFUSED, "INVALID_OUTPUT",
+                                f"{self.served_by}: {self.error.message}",
+                                metadata=describe(self.attempts))
         return GatewayError(Fault.UNAVAILABLE, "UPSTREAM_STREAM_FAILED",
                             f"{self.served_by} failed mid-stream: {self.error.message}",
                             metadata={"error_reason": self.error.kind.value,
                                       **describe(self.attempts)})
 
+
+R = TypeVar("R")
 
 # A cancelled attempt whose vendor stayed silent for this share of its budget counts as a
 # timeout (see the module docstring).
@@ -154,6 +182,7 @@ class Router:
                  tracer: trace.Tracer, *, breaker_policy: BreakerPolicy | None = None,
                  retries: RetryAllowance | None = None,
                  attempt_timeouts: Mapping[str, float] | None = None,
+                 capabilities: Capabilities | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  rng: Callable[[], float] = random.random) -> None:
@@ -162,6 +191,7 @@ class Router:
         # slow target then leaves the rest of the deadline to the next one in the chain.
         self._attempt_timeouts = dict(attempt_timeouts or {})
         self._policy = policy
+        self._capabilities = capabilities or Capabilities()
         self._metrics = metrics
         self._tracer = tracer
         self._clock, self._sleep, self._rng = clock, sleep, rng
@@ -249,14 +279,47 @@ class Router:
             Outcome.SKIPPED_CIRCUIT_OPEN.value).inc()
         return True
 
+    def _skip_unsupported(self, target: Target, needs: frozenset[Capability],
+                          attempts: list[Attempt]) -> bool:
+        """True (and an attempt recorded as skipped) when the target lacks a capability
+        the request needs."""
+        lacking = self._capabilities.missing(target, needs)
+        if not lacking:
+            return False
+        attempts.append(Attempt(target, Outcome.SKIPPED_UNSUPPORTED, error_kind="unsupported",
+                                error_message="skipped: the model has no "
+                                + ", ".join(sorted(lacking)) + " capability"))
+        return True
+
     async def generate(self, chain: Sequence[Target], request: ProviderRequest,
                        deadline: float) -> Routed:
+        check = AnswerCheck(request)
+
+        async def attempt(target: Target, seconds: float) -> tuple[Completion, Usage]:
+            completion = await self._providers[target.provider].generate(
+                replace(request, model=target.model, region=target.region), seconds)
+            if check.needed:
+                check.check(completion.text, completion.tool_calls)
+            return completion, completion.usage
+
+        completion, target, attempts = await self.call(chain, attempt, deadline,
+                                                       needs=needed(request))
+        return Routed(completion, target, attempts)
+
+    async def call(self, chain: Sequence[Target],
+                   attempt: Callable[[Target, float], Awaitable[tuple[R, Usage]]],
+                   deadline: float, *, needs: frozenset[Capability] = frozenset(),
+                   span: str = "provider.generate") -> tuple[R, Target, list[Attempt]]:
+        """Any unary vendor call through the chain (Generate, Embed): ``attempt(target,
+        seconds)`` makes one try and returns its result and usage, or raises
+        ``ProviderError``. Returns the result, the target that served it and every
+        attempt."""
         attempts: list[Attempt] = []
         self._retries.on_request()
         request_started = self._clock()
         for index, target in enumerate(chain):
-            provider = self._providers[target.provider]
-            if self._skip_open(target, attempts):
+            if self._skip_unsupported(target, needs, attempts) or \
+                    self._skip_open(target, attempts):
                 continue
             for retry in range(self._policy.max_attempts_per_target):
                 remaining = deadline - self._clock()
@@ -266,13 +329,11 @@ class Router:
                     raise _deadline_error(attempts)
                 budget = self._budget(chain, index, remaining)
                 started = self._begin(target, request_started)
-                with self._tracer.start_as_current_span("provider.generate",
+                with self._tracer.start_as_current_span(span,
                                                         attributes=_span_attrs(target, retry)):
                     try:
                         async with asyncio.timeout(budget.seconds):
-                            completion = await provider.generate(
-                                replace(request, model=target.model, region=target.region),
-                                budget.seconds)
+                            result, usage = await attempt(target, budget.seconds)
                     except TimeoutError:
                         error = budget.timeout_error()
                     except ProviderError as exc:
@@ -283,11 +344,11 @@ class Router:
                     else:
                         self._breakers.get(target).record_success()
                         attempts.append(self._record(target, Outcome.SUCCESS, started, retry))
-                        self._count_tokens(target, completion.usage)
+                        self._count_tokens(target, usage)
                         if len(attempts) > 1:
                             self._metrics.fallbacks.labels(
                                 self._metrics.known.models.fold(chain[0].model)).inc()
-                        return Routed(completion, target, attempts)
+                        return result, target, attempts
                     finally:
                         self._end(target)
                 attempts.append(self._record(target, Outcome.FAILED, started, retry, error))
@@ -299,13 +360,17 @@ class Router:
 
     async def stream(self, chain: Sequence[Target], request: ProviderRequest,
                      deadline: float) -> AsyncIterator[RouterEvent]:
-        """Yield StreamStarted, then text, then StreamFinished (or raise)."""
+        """Yield StreamStarted, then text and tool-call pieces, then StreamFinished (or
+        raise)."""
         attempts: list[Attempt] = []
         self._retries.on_request()
         request_started = self._clock()
+        needs = needed(request)
+        check = AnswerCheck(request)
         for index, target in enumerate(chain):
             provider = self._providers[target.provider]
-            if self._skip_open(target, attempts):
+            if self._skip_unsupported(target, needs, attempts) or \
+                    self._skip_open(target, attempts):
                 continue
             for retry in range(self._policy.max_attempts_per_target):
                 remaining = deadline - self._clock()
@@ -320,6 +385,10 @@ class Router:
                 try:
                     async with asyncio.timeout(budget.seconds):
                         first = await anext(upstream)
+                    if isinstance(first, ToolCallDelta):
+                        check.check_call_name(first.name)
+                    elif isinstance(first, StreamDone) and check.needed:
+                        check.check("", first.tool_calls)
                 except (ProviderError, TimeoutError, StopAsyncIteration) as exc:
                     await self._close(target, upstream)
                     error = budget.timeout_error() if isinstance(exc, TimeoutError) \
@@ -340,22 +409,37 @@ class Router:
                 if len(attempts) > 1:
                     self._metrics.fallbacks.labels(
                         self._metrics.known.models.fold(chain[0].model)).inc()
-                async for event in self._relay(target, first, upstream, attempts):
+                async for event in self._relay(target, first, upstream, attempts, check):
                     yield event
                 return
         raise _exhausted_error(attempts, deadline - self._clock() < self._policy.min_attempt_s)
 
     async def _relay(self, target: Target, first: StreamEvent,
-                     upstream: AsyncIterator[StreamEvent],
-                     attempts: list[Attempt]) -> AsyncIterator[RouterEvent]:
+                     upstream: AsyncIterator[StreamEvent], attempts: list[Attempt],
+                     check: AnswerCheck) -> AsyncIterator[RouterEvent]:
         event: StreamEvent = first
+        # The text is kept only when the answer must be checked as a whole (JSON modes).
+        kept: list[str] | None = [] if check.wants_text else None
         try:  # from the first yield: a caller leaving at StreamStarted closes upstream too
             yield StreamStarted(target, list(attempts))
             while True:
                 if isinstance(event, StreamDone):
                     self._count_tokens(target, event.usage)
-                    yield StreamFinished(event.finish_reason, event.usage, target, attempts)
+                    if check.needed:
+                        try:
+                            check.check("".join(kept or ()), event.tool_calls)
+                        except ProviderError as error:
+                            self._metrics.provider_attempts.labels(
+                                *self._metrics.known.target(target.provider, target.model,
+                                                            target.region),
+                                error.kind.value).inc()
+                            raise StreamInterrupted(error, target, attempts,
+                                                    event.usage) from None
+                    yield StreamFinished(event.finish_reason, event.usage, target, attempts,
+                                         event.tool_calls)
                     return
+                if kept is not None and isinstance(event, TextChunk):
+                    kept.append(event.text)
                 yield event
                 try:
                     event = await anext(upstream)
@@ -444,6 +528,20 @@ def _deadline_error(attempts: list[Attempt]) -> GatewayError:
 def _exhausted_error(attempts: list[Attempt], out_of_time: bool) -> GatewayError:
     if out_of_time:
         return _deadline_error(attempts)
+    failed = [a for a in attempts if a.outcome is Outcome.FAILED]
+    if not failed and attempts and all(a.outcome is Outcome.SKIPPED_UNSUPPORTED
+                                       for a in attempts):
+        lacking = attempts[0].error_message.removeprefix("skipped: the model has no ")
+        return GatewayError(Fault.REFUSED, "UNSUPPORTED_CAPABILITY",
+                            "no target of the chain can serve this request: "
+                            + attempts[0].error_message.removeprefix("skipped: "),
+                            metadata={"capability": lacking.removesuffix(" capability"),
+                                      **describe(attempts)})
+    if failed and all(a.error_kind == ErrorKind.INVALID_OUTPUT.value for a in failed):
+        return GatewayError(Fault.REFUSED, "INVALID_OUTPUT",
+                            f"no target answered in the requested form ({len(failed)} "
+                            f"attempt(s); last: {failed[-1].error_message})",
+                            metadata=describe(attempts))
     last = next((a for a in reversed(attempts) if a.outcome is Outcome.FAILED), None)
     summary = f"; last: {last.target}: {last.error_kind}" if last else ""
     return GatewayError(Fault.UNAVAILABLE, "ALL_TARGETS_FAILED",

@@ -17,6 +17,7 @@ from server.billing.metering import BillingRequest
 from server.fallback.chain import Target
 from server.kernel.tenancy import Tenant
 from server.providers.base import ChatMessage, GenerationParams
+from server.providers.content import ResponseFormat, Tool, ToolChoice
 from server.rag.search_options import SearchOptions
 
 
@@ -75,6 +76,10 @@ class GenerationCall:
     end_user_id: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     caller: Caller = Caller()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
     @property
     def preset(self) -> bool:

@@ -8,6 +8,7 @@ may go, and the ids that make the output traceable (prompt key + version, bot co
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 from server.bots.store import BotConfig, BotStore
@@ -17,7 +18,11 @@ from server.generation.call import GenerationCall
 from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
 from server.prompts.templates import PromptTemplate, render
+from server.kernel.tokens import BYTES_PER_TOKEN_WORST, IMAGE_PROMPT_TOKENS
 from server.providers.base import ChatMessage, GenerationParams, ProviderRequest
+
+# An image, as the bytes of text whose token bound is the most an image is billed as.
+IMAGE_PROMPT_BYTES = IMAGE_PROMPT_TOKENS * BYTES_PER_TOKEN_WORST
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,20 @@ class Prepared:
 
     @property
     def prompt_bytes(self) -> int:
-        """The prompt's size, what its token estimates start from."""
-        return len(self.request.system.encode()) + sum(
-            len(m.content.encode()) for m in self.request.messages)
+        """The prompt's size, what its token estimates start from: the text, the tool
+        declarations and calls the vendor reads, and each image at the bytes of text that
+        would count as many tokens as the largest image a vendor bills."""
+        request = self.request
+        size = len(request.system.encode())
+        for m in request.messages:
+            size += len(m.content.encode()) + len(m.images) * IMAGE_PROMPT_BYTES
+            size += sum(len(c.name) + len(c.arguments.encode()) for c in m.tool_calls)
+        for tool in request.tools:
+            size += len(tool.name) + len(tool.description.encode()) + \
+                len(json.dumps(tool.parameters))
+        if request.response_format is not None and request.response_format.schema:
+            size += len(json.dumps(request.response_format.schema))
+        return size
 
     def last_user_message(self) -> str | None:
         for message in reversed(self.request.messages):
@@ -53,7 +69,8 @@ def prepare(call: GenerationCall) -> Prepared:
     messages = tuple(m for m in call.messages if m.role != "system")
     return Prepared(call.model, call.targets, call.region, ProviderRequest(
         model=call.model, messages=messages, system="\n\n".join(system), params=call.params,
-        region=call.region))
+        region=call.region, tools=call.tools, tool_choice=call.tool_choice,
+        parallel_tool_calls=call.parallel_tool_calls, response_format=call.response_format))
 
 
 def _first(*values: object) -> object:

@@ -26,6 +26,7 @@ from server.generation.metering import Metering
 from server.generation.presets import Prepared, Presets, prepare
 from server.kernel.metrics import Metrics
 from server.providers.base import Completion, FinishReason, TextChunk, Usage
+from server.providers.content import ToolCall, ToolCallDelta
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,10 @@ class StreamEnded:
     usage: Usage
     outcome: Outcome
     time_to_first_token_s: float | None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-GenerationEvent = StreamStarted | TextChunk | StreamEnded
+GenerationEvent = StreamStarted | TextChunk | ToolCallDelta | StreamEnded
 
 
 class GenerationService:
@@ -124,13 +126,14 @@ class GenerationService:
             events = self._router.stream(chain, grounding.prepared.request, deadline)
             try:
                 async for event in events:
-                    if isinstance(event, TextChunk):
+                    if isinstance(event, (TextChunk, ToolCallDelta)):
                         if first_token_at is None and served is not None:
                             first_token_at = time.monotonic()
                             self._metrics.time_to_first_token.labels(
                                 *self._metrics.known.provider_model(served.provider, served.model)
                             ).observe(first_token_at - started)
-                        meter.saw_text(event.text, served)  # type: ignore[arg-type]
+                        meter.saw_text(event.text if isinstance(event, TextChunk)
+                                       else event.arguments, served)  # type: ignore[arg-type]
                         yield event
                     elif isinstance(event, StreamStarted):
                         served = event.served_by
@@ -140,8 +143,15 @@ class GenerationService:
                                                     event.attempts)
                         yield StreamEnded(event.finish_reason, event.usage, self._outcome(
                             grounding, event.served_by, event.attempts, charge, started),
-                            ttft())
+                            ttft(), event.tool_calls)
             except StreamInterrupted as cut:
+                if cut.invalid_output:
+                    # The answer arrived whole but not in the form asked for: the caller
+                    # did not get what it asked for, so the hold is voided (leaving the
+                    # meter with the error), not settled.
+                    yield StreamEnded(FinishReason.ERROR, cut.usage, self._outcome(
+                        grounding, cut.served_by, cut.attempts, None, started), ttft())
+                    raise cut.to_gateway_error() from None
                 # Text already reached the caller: report (and charge) what was used, then fail.
                 usage = meter.billable(cut.usage)
                 charge = await meter.settle(usage, cut.served_by, cut.attempts,

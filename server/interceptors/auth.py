@@ -34,6 +34,7 @@ METHOD_SCOPES: dict[str, str] = {
     _GEN + "Generate": "generate",
     _GEN + "StreamGenerate": "generate",
     _GEN + "ListModels": "generate",
+    _GEN + "Embed": "generate",
     _RAG + "Retrieve": "retrieve",
     _RAG + "IngestDocuments": "ingest",
     _RAG + "DeleteDocuments": "ingest",

@@ -26,7 +26,7 @@ from server.kernel.config import LimitRule
 from server.kernel.errors import Fault, GatewayError, QuotaViolation
 from server.kernel.metrics import Metrics
 from server.kernel.tenancy import TenantClaims
-from server.kernel.tokens import estimate_tokens_of_chars
+from server.kernel.tokens import CHARS_PER_TOKEN, IMAGE_PROMPT_TOKENS, estimate_tokens_of_chars
 from server.ratelimit.rules import RateLimiter, Rule
 
 DEFAULT_OUTPUT_ESTIMATE = 256
@@ -53,10 +53,19 @@ def compile_rules(rules: list[LimitRule]) -> list[_Check]:
 
 
 def request_tokens(request: Any) -> int:
-    """The request's expected tokens (server/kernel/tokens.py's policy) plus its output cap."""
+    """The request's expected tokens (server/kernel/tokens.py's policy) plus its output cap
+    (an Embed request: its inputs only; an image: the most one is billed as)."""
+    if "inputs" in request.DESCRIPTOR.fields_by_name:
+        return estimate_tokens_of_chars(sum(len(text) for text in request.inputs))
     chars = len(getattr(request, "system_instruction", ""))
+    images = 0
     for message in getattr(request, "messages", ()):
         chars += len(message.content) + sum(len(p.text) for p in message.parts)
+        images += sum(1 for p in message.parts if p.HasField("image"))
+    if images:
+        chars += images * IMAGE_PROMPT_TOKENS * CHARS_PER_TOKEN
+    for tool in getattr(request, "tools", ()):  # declarations count as prompt
+        chars += len(tool.name) + len(tool.description) + tool.parameters.ByteSize()
     config = getattr(request, "config", None)
     output = DEFAULT_OUTPUT_ESTIMATE
     if config is not None and config.HasField("max_output_tokens"):

@@ -273,6 +273,14 @@ class EmbedderConfig(_Strict):
                            "HNSW index takes at most 2000)")
 
 
+class EmbeddingRouteConfig(_Strict):
+    """An Embed route: embedders tried in order (all of one dimension)."""
+
+    description: str = ""
+    embedders: list[str] = Field(min_length=1, description="names under rag.embedders, or "
+                                 "the local model")
+
+
 class RagConfig(_Strict):
     """Retrieval: the embedder, chunking defaults and search bounds (server/rag)."""
 
@@ -351,6 +359,14 @@ class GatewayConfig(_Strict):
         {}, description="provider → model → price: what a call costs is the price of the "
                         "target that served it; a route's own `pricing` prices its targets "
                         "not listed here")
+    capabilities: dict[str, dict[str, list[Literal["tools", "json", "images"]]]] = Field(
+        {}, description="provider → model → what it can do beyond text (tools, json, "
+                        "images); a listed model is skipped for requests needing what it "
+                        "lacks; an unlisted model is assumed to do everything")
+    embedding_routes: dict[str, EmbeddingRouteConfig] = Field(
+        {}, description="Embed routes: name → embedders tried in order (names under "
+                        "rag.embedders, or the local model); every rag.embedders entry and "
+                        "the local model are also routes of their own name")
     prompts: PromptsConfig = PromptsConfig()
     tenancy: TenancyConfig = TenancyConfig()
 
@@ -369,7 +385,14 @@ class GatewayConfig(_Strict):
             bad.append(f"universal_fallback.provider: unknown provider "
                        f"{self.universal_fallback.provider!r}")
         bad += [f"prices.{provider}: unknown provider {provider!r}"
-                for provider in self.prices if provider not in self.providers]
+                for provider in self.prices
+                if provider not in self.providers and provider != "local"]
+        bad += [f"capabilities.{provider}: unknown provider {provider!r}"
+                for provider in self.capabilities if provider not in self.providers]
+        embedders = {LOCAL_EMBEDDER, *self.rag.embedders}
+        bad += [f"embedding_routes.{name}.embedders[{i}]: unknown embedder {e!r}"
+                for name, route in self.embedding_routes.items()
+                for i, e in enumerate(route.embedders) if e not in embedders]
         bad += self._conflicting_route_prices()
         if bad:
             raise ValueError("; ".join(bad))

@@ -17,6 +17,9 @@ from __future__ import annotations
 CHARS_PER_TOKEN = 4
 BYTES_PER_TOKEN_WORST = 2
 OVERHEAD_TOKENS = 16  # role markers and message framing
+# The most prompt tokens one image is billed as by the vendors we serve (Anthropic: ~1,600
+# for a 1.15-megapixel image; OpenAI high detail: 1,105 for a 2048×768 tiling).
+IMAGE_PROMPT_TOKENS = 1_600
 
 
 def estimate_tokens(text: str) -> int:

@@ -6,10 +6,18 @@ are merged); ``max_tokens`` is required (the provider's configured default fills
 usage arrives in two parts while streaming (``message_start`` has the input and cache
 counts, ``message_delta`` the output count); overload is its own status (529). SDK
 retries are off: retrying is the router's decision.
+
+Tools, images and tool results travel as content blocks (``tool_use`` in assistant turns,
+``tool_result`` and ``image`` in user turns); a message with none of them keeps plain
+string content, so plain requests are what they always were. The API has no JSON mode:
+it is emulated with a forced tool whose input schema is the response format's schema,
+and that tool's input comes back as the answer's text, not as a tool call.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -23,6 +31,7 @@ from server.providers.base import (
     MAX_ECHO_CHARS,
     NO_UPDATE,
     READ_TIMEOUT,
+    UNREADABLE_ANSWER,
     ChatMessage,
     Completion,
     ErrorKind,
@@ -41,8 +50,15 @@ from server.providers.base import (
     transport_error,
     unreadable,
 )
+from server.providers.content import (
+    Image,
+    ToolCall,
+    ToolChoiceMode,
+    wire_id,
+)
+from server.providers.forced_json import JSON_TOOL_DESCRIPTION, StreamTools, json_tool_name
 from server.providers.headers import retry_after_s
-from server.providers.messages import merge_consecutive_roles
+from server.providers.messages import merge_turns
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
 PARAMS: ParamMap = (
@@ -57,7 +73,7 @@ FINISH_REASONS = {
     "end_turn": FinishReason.STOP,
     "stop_sequence": FinishReason.STOP,
     "max_tokens": FinishReason.LENGTH,
-    "tool_use": FinishReason.STOP,
+    "tool_use": FinishReason.TOOL_CALLS,
     "pause_turn": FinishReason.STOP,
     "refusal": FinishReason.CONTENT_FILTER,
 }
@@ -90,9 +106,134 @@ SAFE_MESSAGES = {
 }
 
 
-def alternate(messages: tuple[ChatMessage, ...]) -> list[dict[str, str]]:
-    """Anthropic requires alternating roles: merge runs of the same role into one turn."""
-    return [{"role": m.role, "content": m.content} for m in merge_consecutive_roles(messages)]
+
+Content = str | list[dict[str, Any]]
+
+
+def _image_block(image: Image) -> dict[str, Any]:
+    """An image block: a URL source where the caller gave one, else the bytes as base64."""
+    if image.url:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    return {"type": "image", "source": {"type": "base64", "media_type": image.mime_type,
+                                        "data": base64.b64encode(image.data).decode("ascii")}}
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    """A call's JSON arguments as the object a ``tool_use`` block takes; arguments that are
+    not the JSON of an object travel wrapped (``{"_raw": text}``) rather than failing the
+    whole conversation."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+def _turn(message: ChatMessage) -> tuple[str, Content]:
+    """One message as (Anthropic role, content). Plain text stays a string; anything else
+    becomes blocks: images before the text (the order Anthropic recommends), the
+    assistant's tool calls after its text (an empty text block is left out), and a tool
+    result as a user turn's ``tool_result`` block."""
+    if message.role == "tool":
+        result: Content = message.content
+        if message.images:
+            result = [_image_block(i) for i in message.images] + _text_blocks(message.content)
+        return "user", [{"type": "tool_result", "tool_use_id": wire_id(message.tool_call_id),
+                         "content": result}]
+    if not message.images and not message.tool_calls:
+        return message.role, message.content
+    blocks = [_image_block(i) for i in message.images] + _text_blocks(message.content)
+    blocks += [{"type": "tool_use", "id": wire_id(call.id), "name": call.name,
+                "input": _tool_input(call.arguments)} for call in message.tool_calls]
+    return message.role, blocks
+
+
+def _text_blocks(content: Content) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _join(first: Content, second: Content) -> Content:
+    """Two turns of one role as one: texts joined by a blank line (as plain turns always
+    were), or their blocks in order — tool results first, as the API requires of a user
+    turn that answers tool calls."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+    blocks = _text_blocks(first) + _text_blocks(second)
+    return sorted(blocks, key=lambda block: block["type"] != "tool_result")
+
+
+def alternate(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    """Anthropic requires alternating roles: merge runs of the same role into one turn
+    (tool results are user turns, so they merge with a user message that follows)."""
+    return merge_turns(messages, _turn, _join)
+
+
+
+
+def _declared_tools(request: ProviderRequest, json_tool: str) -> list[dict[str, Any]]:
+    """The caller's tools (description left out when empty), then the JSON tool."""
+    tools = [{"name": t.name, **({"description": t.description} if t.description else {}),
+              "input_schema": dict(t.parameters)} for t in request.tools]
+    if json_tool and request.response_format is not None:
+        tools.append({"name": json_tool, "description": JSON_TOOL_DESCRIPTION,
+                      "input_schema": dict(request.response_format.json_schema())})
+    return tools
+
+
+def _tool_choice(request: ProviderRequest, json_tool: str) -> dict[str, Any] | None:
+    """Our tool choice in Anthropic's form (None: leave the API's default, auto).
+
+    With a JSON tool the model must call a tool: the caller's named tool if it named
+    one, otherwise any tool when the caller declared some (a call to theirs is a tool
+    call, to ours the JSON answer), else ours — which is also how "none" reads then: no
+    tool of the caller's, only the JSON answer. A lone JSON tool is called once."""
+    choice = request.tool_choice
+    mode = choice.mode if choice is not None else None
+    if choice is not None and mode is ToolChoiceMode.TOOL:
+        out: dict[str, Any] = {"type": "tool", "name": choice.name}
+    elif json_tool:
+        if request.tools and mode is not ToolChoiceMode.NONE:
+            out = {"type": "any"}
+        else:
+            return {"type": "tool", "name": json_tool, "disable_parallel_tool_use": True}
+    elif mode is ToolChoiceMode.NONE:
+        return {"type": "none"}
+    elif mode is ToolChoiceMode.REQUIRED:
+        out = {"type": "any"}
+    elif mode is ToolChoiceMode.AUTO or request.parallel_tool_calls is False:
+        out = {"type": "auto"}
+    else:
+        return None
+    if request.parallel_tool_calls is False:
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def _history_tools(request: ProviderRequest) -> dict[str, Any]:
+    """The API refuses ``tool_use``/``tool_result`` blocks in a request that declares no
+    tools; a conversation that used tools and now declares none declares the tools it
+    called (any input) and forbids calling them."""
+    names = sorted(set(request.tool_names_by_call().values()))
+    if not names:
+        return {}
+    return {"tools": [{"name": name, "input_schema": {"type": "object"}} for name in names],
+            "tool_choice": {"type": "none"}}
+
+
+def tool_fields(request: ProviderRequest) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` for ``request`` (nothing for a request without tools,
+    a JSON response format or tool history)."""
+    json_tool = json_tool_name(request)
+    tools = _declared_tools(request, json_tool)
+    if not tools:
+        return _history_tools(request)
+    fields: dict[str, Any] = {"tools": tools}
+    choice = _tool_choice(request, json_tool)
+    if choice is not None:
+        fields["tool_choice"] = choice
+    return fields
 
 
 def build_request(request: ProviderRequest, default_max_tokens: int) -> dict[str, Any]:
@@ -105,6 +246,7 @@ def build_request(request: ProviderRequest, default_max_tokens: int) -> dict[str
     if request.system:
         body["system"] = request.system
     body.update(map_params(request.params, PARAMS))
+    body.update(tool_fields(request))
     return body
 
 
@@ -161,18 +303,66 @@ def classify(exc: Exception) -> ProviderError:
 ERRORS = ErrorScope(classify)
 
 
-def translate_event(event: Any, usage: Usage) -> StreamUpdate:
-    """One raw Messages stream event → the text and finish reason it carries. Usage comes
-    in parts (``message_start``: input and cache counts; ``message_delta``: output), so
-    each part is folded into the stream's ``usage`` and that is returned."""
+def tool_arguments(value: Any) -> str:
+    """A ``tool_use`` block's input as JSON text. Input that arrived as text (not an
+    object, which the API never sends but a proxy might) is passed on as sent: the
+    gateway checks arguments, the adapter does not fail on them."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_message(message: Any, json_tool: str) -> Completion:
+    """A unary answer: text blocks, and ``tool_use`` blocks as tool calls — except a call
+    of the JSON tool, whose input is the answer's text (replacing any prose beside it, so
+    the text is the JSON alone). "tool_use" is a tool-call finish only with a real call."""
+    texts: list[str] = []
+    answers: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use" and json_tool and block.name == json_tool:
+            answers.append(tool_arguments(block.input))
+        elif block.type == "tool_use":
+            calls.append(ToolCall(wire_id(block.id), block.name, tool_arguments(block.input)))
+    reason = FINISH_REASONS.get(message.stop_reason or "", FinishReason.UNSPECIFIED)
+    if reason is FinishReason.TOOL_CALLS and not calls:
+        reason = FinishReason.STOP
+    return Completion(text="".join(answers or texts), finish_reason=reason,
+                      usage=map_usage(message.usage), tool_calls=tuple(calls))
+
+
+
+
+def _tool_start(index: int, block: Any, tools: StreamTools) -> StreamUpdate:
+    """A ``tool_use`` block opening. Its input is ``{}`` here and arrives in deltas; a
+    whole input sent up front (as some proxies do) is kept."""
+    given = getattr(block, "input", None)
+    return tools.start(index, block.id or "", block.name or "",
+                       tool_arguments(given) if given else "")
+
+
+def translate_event(event: Any, usage: Usage, tools: StreamTools | None = None) -> StreamUpdate:
+    """One raw Messages stream event → the text, tool-call pieces and finish reason it
+    carries. Usage comes in parts (``message_start``: input and cache counts;
+    ``message_delta``: output), so each part is folded into the stream's ``usage`` and
+    that is returned. ``tools`` is the stream's memory (see ``StreamTools``)."""
     kind = getattr(event, "type", "")
+    if kind == "content_block_delta":
+        delta_kind = getattr(event.delta, "type", "")
+        if delta_kind == "text_delta":
+            return StreamUpdate(event.delta.text)
+        if delta_kind == "input_json_delta":
+            return (tools or StreamTools()).piece(event.index, event.delta.partial_json)
+        return NO_UPDATE
+    if kind == "content_block_start" and getattr(event.content_block, "type", "") == "tool_use":
+        return _tool_start(event.index, event.content_block, tools or StreamTools())
     if kind == "message_start":
         return StreamUpdate(usage=map_usage(event.message.usage, usage))
-    if kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
-        return StreamUpdate(event.delta.text)
     if kind == "message_delta":
         reason = event.delta.stop_reason
         finish = FINISH_REASONS.get(reason, FinishReason.UNSPECIFIED) if reason else None
+        if finish is FinishReason.TOOL_CALLS and tools is not None and not tools.called:
+            finish = FinishReason.STOP
         return StreamUpdate(finish=finish, usage=map_usage(event.usage, usage))
     return NO_UPDATE
 
@@ -204,13 +394,14 @@ class AnthropicProvider:
         with ERRORS:
             message = await client.messages.create(
                 **build_request(request, self._default_max_tokens), timeout=timeout_s)
-        text = "".join(block.text for block in message.content if block.type == "text")
-        reason = FINISH_REASONS.get(message.stop_reason or "", FinishReason.UNSPECIFIED)
-        return Completion(text=text, finish_reason=reason, usage=map_usage(message.usage))
+        try:
+            return read_message(message, json_tool_name(request))
+        except (AttributeError, TypeError) as exc:  # a 200 whose blocks are not blocks
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER) from exc
 
     def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
-                            ERRORS)
+        translate = partial(translate_event, tools=StreamTools(json_tool_name(request)))
+        return drive_stream(partial(self._open_stream, request, timeout_s), translate, ERRORS)
 
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
         return await self.client().messages.create(
@@ -220,4 +411,5 @@ class AnthropicProvider:
         await self._sdk.close()
 
 
-__all__ = ["ERRORS", "AnthropicProvider", "build_request", "classify", "translate_event"]
+__all__ = ["ERRORS", "AnthropicProvider", "StreamTools", "build_request", "classify",
+           "json_tool_name", "read_message", "translate_event"]

@@ -26,6 +26,16 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
+from server.providers.content import (
+    Image,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallAssembler,
+    ToolCallDelta,
+    ToolChoice,
+)
+
 
 class ErrorKind(StrEnum):
     """The error classes of every vendor, as the router understands them."""
@@ -40,6 +50,10 @@ class ErrorKind(StrEnum):
     CONTEXT_TOO_LONG = "context_too_long"
     CONTENT_FILTERED = "content_filtered"
     NOT_FOUND = "not_found"
+    # The vendor answered, but not in a form the request allows: JSON that does not match
+    # the response format, a tool call with unreadable arguments or to an undeclared tool.
+    # Another attempt (or another vendor) may well answer properly.
+    INVALID_OUTPUT = "invalid_output"
     # Our own HTTP client had no free connection to the vendor within the attempt's time:
     # not the vendor's fault (so no breaker failure), not worth retrying the same target
     # (the pool stays full), but another target has its own pool: fall back.
@@ -48,7 +62,7 @@ class ErrorKind(StrEnum):
 
 # Retrying the same target can help only for these.
 RETRYABLE_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT,
-                             ErrorKind.UNAVAILABLE})
+                             ErrorKind.UNAVAILABLE, ErrorKind.INVALID_OUTPUT})
 # These would fail the same way at any vendor: no fallback either.
 FINAL_KINDS = frozenset({ErrorKind.INVALID_REQUEST, ErrorKind.CONTEXT_TOO_LONG})
 
@@ -196,12 +210,20 @@ class FinishReason(StrEnum):
     LENGTH = "length"
     CONTENT_FILTER = "content_filter"
     ERROR = "error"
+    TOOL_CALLS = "tool_calls"
 
 
 @dataclass(frozen=True)
 class ChatMessage:
-    role: str  # "user" | "assistant" (system text travels in ProviderRequest.system)
+    """One turn. ``role`` is "user", "assistant" or "tool" (system text travels in
+    ProviderRequest.system). An assistant turn may carry the tool calls it made; a tool
+    turn answers the call ``tool_call_id`` with ``content``. Images follow the text."""
+
+    role: str
     content: str
+    images: tuple[Image, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,15 @@ class ProviderRequest:
     system: str = ""
     params: GenerationParams = GenerationParams()
     region: str = ""
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+    def tool_names_by_call(self) -> dict[str, str]:
+        """Each tool-call id of the conversation → the tool it called (vendors that key
+        tool results by function name, like Gemini, need it)."""
+        return {call.id: call.name for m in self.messages for call in m.tool_calls}
 
 
 @dataclass
@@ -254,6 +285,7 @@ class Completion:
     text: str
     finish_reason: FinishReason
     usage: Usage = field(default_factory=Usage)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,9 +301,10 @@ class StreamDone:
 
     finish_reason: FinishReason
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-StreamEvent = TextChunk | StreamDone
+StreamEvent = TextChunk | ToolCallDelta | StreamDone
 
 
 class StreamUpdate(NamedTuple):
@@ -282,6 +315,9 @@ class StreamUpdate(NamedTuple):
     text: str = ""
     finish: FinishReason | None = None
     usage: Usage | None = None
+    tools: tuple[ToolCallDelta, ...] = ()
+    """Tool-call pieces, each with the vendor's index (and id and name where the vendor
+    sends them); ``drive_stream`` numbers, names and assembles them."""
 
 
 # The update of an event that adds nothing (pings, block starts): shared, never rebuilt.
@@ -323,12 +359,18 @@ async def drive_stream(open_upstream: Callable[[], Awaitable[Upstream]], transla
         upstream = await open_upstream()
     finish: FinishReason | None = None
     usage = Usage()
+    calls: ToolCallAssembler | None = None
     try:
         with errors:
             async for event in upstream:
                 update = translate(event, usage)
                 if update.text:
                     yield TextChunk(update.text)
+                if update.tools:
+                    if calls is None:
+                        calls = ToolCallAssembler(str(id(upstream)))
+                    for piece in update.tools:
+                        yield calls.piece(piece.index, piece.id, piece.name, piece.arguments)
                 if update.finish is not None:
                     finish = update.finish
                 usage = update.usage or usage
@@ -336,7 +378,7 @@ async def drive_stream(open_upstream: Callable[[], Awaitable[Upstream]], transla
         await upstream.close()
     if finish is None:
         raise ProviderError(ErrorKind.UNAVAILABLE, INCOMPLETE_STREAM)
-    yield StreamDone(finish, usage)
+    yield StreamDone(finish, usage, calls.calls() if calls else ())
 
 
 class _Events(Protocol):

@@ -21,6 +21,14 @@ region is refused, so callers cannot make the gateway build clients without boun
 use the standard AWS credential chain (environment, profile, instance role) unless
 explicit credentials are passed in. botocore's retries are off: retrying is the router's
 decision.
+
+Tools travel in ``toolConfig`` (``toolSpec`` declarations; ``toolChoice`` auto / any /
+tool — Converse has no "none" and no parallel-calls knob), tool calls and results as
+``toolUse`` / ``toolResult`` content blocks, images as ``image`` blocks holding the raw
+bytes (Converse takes no image URLs). A plain message stays one text block, so plain
+requests are what they always were. Converse has no JSON mode here: it is emulated with
+a forced tool whose input schema is the response format's schema, and that tool's input
+comes back as the answer's text, not as a tool call.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from server.providers.base import (
     NO_UPDATE,
     READ_TIMEOUT,
     UNREADABLE_ANSWER,
+    ChatMessage,
     Completion,
     DeadlineEvents,
     ErrorKind,
@@ -71,7 +80,9 @@ from server.providers.base import (
     transport_error,
     unreadable,
 )
-from server.providers.messages import merge_consecutive_roles
+from server.providers.content import Image, ToolCall, ToolChoiceMode, wire_id
+from server.providers.forced_json import JSON_TOOL_DESCRIPTION, StreamTools, json_tool_name
+from server.providers.messages import merge_turns
 
 # Our parameter → Converse ``inferenceConfig`` field, with an optional transform.
 # top_k has no Converse field (it is model-specific); it is dropped.
@@ -85,7 +96,7 @@ PARAMS: ParamMap = (
 FINISH_REASONS = {
     "end_turn": FinishReason.STOP,
     "stop_sequence": FinishReason.STOP,
-    "tool_use": FinishReason.STOP,
+    "tool_use": FinishReason.TOOL_CALLS,
     "max_tokens": FinishReason.LENGTH,
     "guardrail_intervened": FinishReason.CONTENT_FILTER,
     "content_filtered": FinishReason.CONTENT_FILTER,
@@ -121,12 +132,154 @@ _CONTEXT_HINTS = ("too long", "too many input tokens", "context length", "contex
 _END = object()
 
 
+# Our image MIME types → Converse's image ``format``.
+IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif",
+                 "image/webp": "webp"}
+# Where blocks go when turns of one role merge: tool results open a user turn, and an
+# assistant turn's text comes before its tool calls (Converse requires both).
+_BLOCK_ORDER = {"toolResult": 0, "toolUse": 2}
+
+Block = dict[str, Any]
+
+
+def _image_block(image: Image) -> Block:
+    """An image block with the raw bytes (boto3 base64-encodes them on the wire).
+    Converse takes inline bytes (or S3 locations), never URLs."""
+    if image.url:
+        raise ProviderError(ErrorKind.INVALID_REQUEST,
+                            "Bedrock Converse does not take image URLs: send the image's bytes")
+    fmt = IMAGE_FORMATS.get(image.mime_type)
+    if fmt is None:
+        raise ProviderError(ErrorKind.INVALID_REQUEST, f"Bedrock Converse does not take "
+                            f"{bounded(image.mime_type, 40)!r} images")
+    return {"image": {"format": fmt, "source": {"bytes": image.data}}}
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    """A call's JSON arguments as the object a ``toolUse`` block takes; arguments that are
+    not the JSON of an object travel wrapped (``{"_raw": text}``) rather than failing the
+    whole conversation."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+def _turn(message: ChatMessage) -> tuple[str, list[Block]]:
+    """One message as (Converse role, content blocks). A plain message is one text block,
+    as it always was; otherwise images follow the text, the assistant's tool calls follow
+    its text (blank text blocks, which Converse refuses, are left out), and a tool result
+    is a user turn's ``toolResult`` block."""
+    if message.role == "tool":
+        result = ([{"text": message.content}] if message.content else []) + \
+            [_image_block(image) for image in message.images]
+        return "user", [{"toolResult": {"toolUseId": wire_id(message.tool_call_id),
+                                        "content": result, "status": "success"}}]
+    if not message.images and not message.tool_calls:
+        return message.role, [{"text": message.content}]
+    blocks = [{"text": message.content}] if message.content else []
+    blocks += [_image_block(image) for image in message.images]
+    blocks += [{"toolUse": {"toolUseId": wire_id(call.id), "name": call.name,
+                            "input": _tool_input(call.arguments)}}
+               for call in message.tool_calls]
+    return message.role, blocks
+
+
+def _join(first: list[Block], second: list[Block]) -> list[Block]:
+    """Two turns of one role as one: tool results first, tool calls last, and adjacent
+    text blocks joined by a blank line — so two plain turns become the one text block
+    they always did."""
+    blocks = sorted(first + second, key=lambda block: _BLOCK_ORDER.get(next(iter(block)), 1))
+    joined: list[Block] = []
+    for block in blocks:
+        if joined and "text" in block and "text" in joined[-1]:
+            joined[-1] = {"text": joined[-1]["text"] + "\n\n" + block["text"]}
+        else:
+            joined.append(block)
+    return joined
+
+
+def alternate(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    """Converse (with Anthropic's and most models) requires alternating roles: runs of
+    one role merge into one turn. Tool results are user turns, so consecutive results
+    and the user text after them travel as one user turn."""
+    return merge_turns(messages, _turn, _join)
+
+
+
+
+def _tool_spec(name: str, description: str, schema: Any) -> Block:
+    """A ``toolSpec`` (an empty description is left out: Converse wants it non-empty)."""
+    spec: Block = {"name": name, "inputSchema": {"json": dict(schema)}}
+    if description:
+        spec["description"] = description
+    return {"toolSpec": spec}
+
+
+def _uses_tools(request: ProviderRequest) -> bool:
+    return any(m.role == "tool" or m.tool_calls for m in request.messages)
+
+
+def _declared_tools(request: ProviderRequest, json_tool: str, history: bool) -> list[Block]:
+    """The caller's tools, then the JSON tool. Converse has no "none" choice, so "none"
+    withholds the caller's tools — unless the conversation holds tool calls or results:
+    Converse then requires a ``toolConfig``, so the tools stay (with choice "auto", or
+    the JSON tool forced). A conversation that used tools but declares none now declares
+    the tools it called, with any input."""
+    none = request.tool_choice is not None and request.tool_choice.mode is ToolChoiceMode.NONE
+    tools = [] if none and not history else [
+        _tool_spec(t.name, t.description, t.parameters) for t in request.tools]
+    if json_tool and request.response_format is not None:
+        tools.append(_tool_spec(json_tool, JSON_TOOL_DESCRIPTION,
+                                request.response_format.json_schema()))
+    if not tools and history:
+        tools = [_tool_spec(name, "", {"type": "object"})
+                 for name in sorted(set(request.tool_names_by_call().values()))]
+    return tools
+
+
+def _tool_choice(request: ProviderRequest, json_tool: str) -> Block | None:
+    """Our tool choice in Converse's form (None: leave it out — the API's default is
+    auto). With a JSON tool a tool must be called: the caller's named one, else any when
+    the caller's tools may be called (a call to theirs is a tool call, to ours the JSON
+    answer), else ours. Converse has no parallel-calls knob."""
+    choice = request.tool_choice
+    mode = choice.mode if choice is not None else None
+    if choice is not None and mode is ToolChoiceMode.TOOL:
+        return {"tool": {"name": choice.name}}
+    if json_tool:
+        if request.tools and mode is not ToolChoiceMode.NONE:
+            return {"any": {}}
+        return {"tool": {"name": json_tool}}
+    if mode is ToolChoiceMode.REQUIRED:
+        return {"any": {}}
+    if mode is ToolChoiceMode.AUTO or mode is ToolChoiceMode.NONE:
+        # NONE reaches here only when the tools had to stay declared (tool history):
+        # "auto" is the nearest Converse has.
+        return {"auto": {}}
+    return None
+
+
+def tool_config(request: ProviderRequest) -> dict[str, Any] | None:
+    """The ``toolConfig`` for ``request`` (None for a request without tools, a JSON
+    response format or tool history)."""
+    json_tool = json_tool_name(request)
+    tools = _declared_tools(request, json_tool, _uses_tools(request))
+    if not tools:
+        return None
+    config: dict[str, Any] = {"tools": tools}
+    choice = _tool_choice(request, json_tool)
+    if choice is not None:
+        config["toolChoice"] = choice
+    return config
+
+
 def build_request(request: ProviderRequest) -> dict[str, Any]:
     """The Converse request (keyword arguments of ``converse`` / ``converse_stream``)."""
     kwargs: dict[str, Any] = {
         "modelId": request.model,
-        "messages": [{"role": m.role, "content": [{"text": m.content}]}
-                     for m in merge_consecutive_roles(request.messages)],
+        "messages": alternate(request.messages),
     }
     if request.system:
         kwargs["system"] = [{"text": request.system}]
@@ -134,6 +287,9 @@ def build_request(request: ProviderRequest) -> dict[str, Any]:
     inference.update(map_params(request.params, PARAMS))
     if inference:
         kwargs["inferenceConfig"] = inference
+    config = tool_config(request)
+    if config is not None:
+        kwargs["toolConfig"] = config
     return kwargs
 
 
@@ -174,6 +330,10 @@ def classify(exc: BaseException) -> ProviderError:
         message = SAFE_MESSAGES.get(kind) or vendor_message or \
             f"the vendor rejected the request ({code or status})"
         return ProviderError(kind, message, status=status)
+    if isinstance(exc, boto_errors.ParamValidationError):
+        # botocore checked the request against the service model before sending it.
+        return ProviderError(ErrorKind.INVALID_REQUEST, "the request does not fit Bedrock "
+                             f"Converse: {bounded(exc.kwargs.get('report', ''))}")
     if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
         return ProviderError(ErrorKind.AUTH, "no AWS credentials were found")
     if isinstance(exc, ResponseParserError) or unreadable(exc) is not None:
@@ -186,13 +346,67 @@ def classify(exc: BaseException) -> ProviderError:
 ERRORS = ErrorScope(classify)
 
 
-def translate_event(event: dict[str, Any], usage: Usage) -> StreamUpdate:
-    """One ConverseStream event (a dict keyed by its type) → text, finish or usage."""
+def tool_arguments(value: Any) -> str:
+    """A ``toolUse`` block's input as JSON text. Input that arrived as text (not an
+    object, which the API never sends but a proxy might) is passed on as sent: the
+    gateway checks arguments, the adapter does not fail on them."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_output(response: dict[str, Any], json_tool: str) -> Completion:
+    """A unary answer: text blocks, and ``toolUse`` blocks as tool calls — except a call
+    of the JSON tool, whose input is the answer's text (replacing any prose beside it, so
+    the text is the JSON alone). "tool_use" is a tool-call finish only with a real call."""
+    content = response["output"]["message"]["content"]
+    texts: list[str] = []
+    answers: list[str] = []
+    calls: list[ToolCall] = []
+    for position, block in enumerate(content):
+        if "text" in block:
+            texts.append(block["text"])
+        elif (use := block.get("toolUse")) is not None:
+            arguments = tool_arguments(use.get("input", {}))
+            if json_tool and use.get("name") == json_tool:
+                answers.append(arguments)
+            else:
+                calls.append(ToolCall(wire_id(str(use.get("toolUseId", "")),
+                                              salt=str(position)),
+                                      str(use.get("name", "")), arguments))
+    finish = FINISH_REASONS.get(response.get("stopReason", ""), FinishReason.UNSPECIFIED)
+    if finish is FinishReason.TOOL_CALLS and not calls:
+        finish = FinishReason.STOP
+    return Completion(text="".join(answers or texts), finish_reason=finish,
+                      usage=map_usage(response.get("usage")), tool_calls=tuple(calls))
+
+
+
+
+def _delta(index: int, delta: dict[str, Any], tools: StreamTools | None) -> StreamUpdate:
+    """A ``contentBlockDelta``: text, or a piece of a call's input JSON text (the JSON
+    tool's pieces are the answer's text)."""
+    if (use := delta.get("toolUse")) is not None:
+        return (tools or StreamTools()).piece(index, use.get("input", ""))
+    return StreamUpdate(delta.get("text", ""))
+
+
+def translate_event(event: dict[str, Any], usage: Usage,
+                    tools: StreamTools | None = None) -> StreamUpdate:
+    """One ConverseStream event (a dict keyed by its type) → text, tool-call pieces,
+    finish or usage. ``tools`` is the stream's memory (see ``StreamTools``)."""
     if (delta := event.get("contentBlockDelta")) is not None:
-        return StreamUpdate(delta.get("delta", {}).get("text", ""))
+        return _delta(delta.get("contentBlockIndex", 0), delta.get("delta", {}), tools)
+    if (start := event.get("contentBlockStart")) is not None:
+        use = start.get("start", {}).get("toolUse")
+        if use is None:
+            return NO_UPDATE
+        return (tools or StreamTools()).start(start.get("contentBlockIndex", 0),
+                                              str(use.get("toolUseId", "")),
+                                              str(use.get("name", "")))
     if (stop := event.get("messageStop")) is not None:
-        return StreamUpdate(finish=FINISH_REASONS.get(stop.get("stopReason", ""),
-                                                      FinishReason.UNSPECIFIED))
+        finish = FINISH_REASONS.get(stop.get("stopReason", ""), FinishReason.UNSPECIFIED)
+        if finish is FinishReason.TOOL_CALLS and tools is not None and not tools.called:
+            finish = FinishReason.STOP
+        return StreamUpdate(finish=finish)
     if (metadata := event.get("metadata")) is not None:
         return StreamUpdate(usage=map_usage(metadata.get("usage")))
     return NO_UPDATE
@@ -400,14 +614,14 @@ class BedrockProvider:
             # botocore answers a body it cannot parse with just its metadata, no error:
             # an answer without Converse's required members is a cut or garbled body.
             raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
-        content = response.get("output", {}).get("message", {}).get("content", [])
-        text = "".join(block.get("text", "") for block in content)
-        finish = FINISH_REASONS.get(response.get("stopReason", ""), FinishReason.UNSPECIFIED)
-        return Completion(text=text, finish_reason=finish, usage=map_usage(response.get("usage")))
+        try:
+            return read_output(response, json_tool_name(request))
+        except (AttributeError, KeyError, TypeError) as exc:  # members of the wrong shape
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER) from exc
 
     def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
-                            ERRORS)
+        translate = partial(translate_event, tools=StreamTools(json_tool_name(request)))
+        return drive_stream(partial(self._open_stream, request, timeout_s), translate, ERRORS)
 
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
         """The region's ConverseStream, read in the thread pool, every read (and the
@@ -457,5 +671,5 @@ class TitanEmbedder(VendorEmbedder[BedrockProvider]):
         return list(await asyncio.gather(*(self._one(text) for text in texts)))
 
 
-__all__ = ["ERRORS", "BedrockProvider", "TitanEmbedder", "build_request", "classify",
-           "translate_event"]
+__all__ = ["ERRORS", "BedrockProvider", "StreamTools", "TitanEmbedder", "build_request",
+           "classify", "json_tool_name", "read_output", "tool_config", "translate_event"]

@@ -18,13 +18,24 @@ itself.
 
 Model ids travel in the URL path (``models/{model}:generateContent``): ``build_request``
 refuses any with URL-significant characters before a request is made.
+
+Tools are ``functionDeclarations`` (their JSON Schema as ``parametersJsonSchema``, which
+takes plain JSON Schema where ``parameters`` takes only Google's OpenAPI subset); the tool
+choice is ``functionCallingConfig.mode`` (AUTO, NONE, ANY, ANY with one allowed name). A
+call comes back as a whole ``functionCall`` part whose ``args`` is an object and whose
+``id`` is optional, and Gemini's finish reason for it is STOP: a STOP after a call is
+reported as ``tool_calls``. A tool result goes back as a ``functionResponse`` part in a
+user turn, keyed by the function's NAME (Gemini ids are optional), so the adapter looks
+the name up by call id. Images travel inline only (``inlineData``): Gemini file URIs are
+not web URLs. JSON mode is native: ``responseMimeType`` plus ``responseJsonSchema``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextvars import ContextVar
 from functools import partial
 from types import SimpleNamespace
@@ -40,6 +51,7 @@ from server.providers.base import (
     CONNECTION_FAILED,
     MAX_ECHO_CHARS,
     READ_TIMEOUT,
+    ChatMessage,
     Completion,
     DeadlineEvents,
     ErrorKind,
@@ -60,6 +72,16 @@ from server.providers.base import (
     transport_error,
     unreadable,
 )
+from server.providers.content import (
+    FormatKind,
+    Image,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolChoiceMode,
+    wire_id,
+)
 from server.providers.headers import retry_after_s
 
 # Our parameter → the generation config's field, with an optional transform.
@@ -74,8 +96,12 @@ ROLES = {"user": "user", "assistant": "model"}
 
 _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
 FINISH_REASONS = {"STOP": FinishReason.STOP, "MAX_TOKENS": FinishReason.LENGTH,
-                  "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
                   **{name: FinishReason.CONTENT_FILTER for name in _FILTERED}}
+# Finishes that mean the model tried to call a function and failed to (unparseable call,
+# a call with function calling off, too many calls): there is no call to pass on, and
+# another attempt may well succeed — the answer is invalid output, not a success.
+_INVALID_CALLS = ("MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS")
+JSON_MIME_TYPE = "application/json"
 
 # google.rpc code names (the error's ``status``) → our kind; the HTTP code is the fallback.
 STATUS_NAMES = {
@@ -101,9 +127,123 @@ SAFE_MESSAGES = {
 }
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping a dict and every sequence a list, as the SDK's
+    pydantic models serialise them (schemas may arrive as read-only mappings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _arguments_object(arguments: str) -> dict[str, Any]:
+    """A call's JSON-text arguments as the object ``functionCall.args`` must be; text that
+    is not a JSON object (a model's malformed call replayed) is kept as ``{"_raw": text}``
+    rather than dropped, so the conversation stays as it was."""
+    try:
+        value = json.loads(arguments) if arguments else {}
+    except ValueError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+def _result_value(content: str) -> Any:
+    """A tool result as ``functionResponse.response.result``: the object itself when the
+    result is a JSON object (the model reads structure better), else the text."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return content
+    return value if isinstance(value, dict) else content
+
+
+def _image_part(image: Image) -> types.Part:
+    """Inline bytes; Gemini's ``fileData`` takes only its own file URIs, never web URLs."""
+    if image.url:
+        raise ProviderError(ErrorKind.INVALID_REQUEST,
+                            "Gemini does not take image URLs: send the image bytes inline")
+    return types.Part(inline_data=types.Blob(mime_type=image.mime_type, data=image.data))
+
+
+def _message_parts(message: ChatMessage) -> list[types.Part]:
+    """A user or assistant turn: its text (as before when it is only text), its images,
+    then the function calls an assistant turn made."""
+    if not message.images and not message.tool_calls:
+        return [types.Part(text=message.content)]
+    parts = [types.Part(text=message.content)] if message.content else []
+    parts += [_image_part(image) for image in message.images]
+    parts += [types.Part(function_call=types.FunctionCall(
+        id=call.id, name=call.name, args=_arguments_object(call.arguments)))
+        for call in message.tool_calls]
+    return parts
+
+
+def _result_parts(message: ChatMessage, names: Mapping[str, str]) -> list[types.Part]:
+    """A tool turn: a ``functionResponse`` named after the function it answers (Gemini
+    keys results by name; the id is passed too), then any images it carries."""
+    name = names.get(message.tool_call_id)
+    if name is None:
+        raise ProviderError(ErrorKind.INVALID_REQUEST,
+                            f"the tool result {bounded(message.tool_call_id)!r} answers no "
+                            "call made earlier in the conversation")
+    response = types.FunctionResponse(id=message.tool_call_id, name=name,
+                                      response={"result": _result_value(message.content)})
+    return [types.Part(function_response=response),
+            *(_image_part(image) for image in message.images)]
+
+
 def build_contents(request: ProviderRequest) -> list[types.Content]:
-    return [types.Content(role=ROLES.get(m.role, "user"), parts=[types.Part(text=m.content)])
-            for m in request.messages]
+    """The conversation as Gemini turns: ``model`` for the assistant, and consecutive
+    tool results gathered into one user turn (one answer to one turn of calls)."""
+    names = request.tool_names_by_call()
+    contents: list[types.Content] = []
+    gathering = False  # the last turn holds tool results
+    for message in request.messages:
+        if message.role != "tool":
+            contents.append(types.Content(role=ROLES.get(message.role, "user"),
+                                          parts=_message_parts(message)))
+        elif gathering:
+            contents[-1].parts = [*(contents[-1].parts or ()), *_result_parts(message, names)]
+        else:
+            contents.append(types.Content(role="user", parts=_result_parts(message, names)))
+        gathering = message.role == "tool"
+    return contents
+
+
+def _declaration(tool: Tool) -> types.FunctionDeclaration:
+    return types.FunctionDeclaration(name=tool.name, description=tool.description or None,
+                                     parameters_json_schema=_plain(tool.parameters))
+
+
+def _tool_config(choice: ToolChoice) -> types.ToolConfig:
+    """AUTO / NONE as such; "some tool" is ANY; one named tool is ANY limited to it."""
+    modes = {ToolChoiceMode.AUTO: types.FunctionCallingConfigMode.AUTO,
+             ToolChoiceMode.NONE: types.FunctionCallingConfigMode.NONE}
+    if choice.mode is ToolChoiceMode.TOOL:
+        calling = types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.ANY,
+                                              allowed_function_names=[choice.name])
+    else:
+        calling = types.FunctionCallingConfig(
+            mode=modes.get(choice.mode, types.FunctionCallingConfigMode.ANY))
+    return types.ToolConfig(function_calling_config=calling)
+
+
+def _output_fields(request: ProviderRequest) -> dict[str, Any]:
+    """Tools, tool choice and JSON mode as config fields (none when not asked for, so a
+    plain request is unchanged)."""
+    fields: dict[str, Any] = {}
+    if request.tools:
+        fields["tools"] = [types.Tool(
+            function_declarations=[_declaration(tool) for tool in request.tools])]
+        if request.tool_choice is not None:
+            fields["tool_config"] = _tool_config(request.tool_choice)
+    fmt = request.response_format
+    if fmt is not None and fmt.json:
+        fields["response_mime_type"] = JSON_MIME_TYPE
+        if fmt.kind is FormatKind.JSON_SCHEMA:
+            fields["response_json_schema"] = _plain(fmt.json_schema())
+    return fields
 
 
 def build_config(request: ProviderRequest, timeout_s: float) -> types.GenerateContentConfig:
@@ -113,6 +253,7 @@ def build_config(request: ProviderRequest, timeout_s: float) -> types.GenerateCo
     if request.system:
         fields["system_instruction"] = request.system
     fields.update(map_params(request.params, PARAMS))
+    fields.update(_output_fields(request))
     return types.GenerateContentConfig(**fields)
 
 
@@ -221,22 +362,66 @@ def _name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-def translate_event(chunk: types.GenerateContentResponse, usage: Usage) -> StreamUpdate:
+def _call_piece(call: types.FunctionCall, index: int, response_id: str) -> ToolCallDelta:
+    """One whole function call. Gemini often sends no id: the one made up is a digest of
+    the response, the call's position and the call, so it is the same every time that
+    answer is read and distinct between the calls of one answer."""
+    name = call.name or ""
+    arguments = json.dumps(call.args if call.args is not None else {})
+    vendor_id = wire_id(call.id or "", salt=f"{response_id}:{index}:{name}:{arguments}")
+    return ToolCallDelta(index, vendor_id, name, arguments)
+
+
+def translate_event(chunk: types.GenerateContentResponse, usage: Usage,
+                    calls_before: int = 0) -> StreamUpdate:
     """One streamed ``GenerateContentResponse`` (or a whole one: same shape) → its text,
-    finish reason and usage; raises content_filtered when the prompt was blocked."""
+    function calls, finish reason and usage; raises content_filtered when the prompt was
+    blocked, and invalid_output when the model failed to make a function call.
+
+    ``calls_before`` counts the calls earlier chunks of the stream carried: it numbers
+    this chunk's calls after them, and a STOP after any call is a ``tool_calls`` finish
+    (Gemini says STOP for both)."""
     if (blocked := _blocked(chunk)) is not None:
         raise blocked
     text, finish = "", None
+    calls: list[ToolCallDelta] = []
     for candidate in chunk.candidates or ():
         content = candidate.content
         for part in (content.parts or ()) if content is not None else ():
-            if part.text and not part.thought:
+            if part.function_call is not None:
+                calls.append(_call_piece(part.function_call, calls_before + len(calls),
+                                         chunk.response_id or ""))
+            elif part.text and not part.thought:
                 text += part.text
         if candidate.finish_reason is not None:
-            finish = FINISH_REASONS.get(_name(candidate.finish_reason), FinishReason.UNSPECIFIED)
+            finish = _finish(_name(candidate.finish_reason))
         break  # one candidate is requested
+    if finish is FinishReason.STOP and (calls or calls_before):
+        finish = FinishReason.TOOL_CALLS
     reported = map_usage(chunk.usage_metadata) if chunk.usage_metadata is not None else None
-    return StreamUpdate(text, finish, reported)
+    return StreamUpdate(text, finish, reported, tuple(calls))
+
+
+def _finish(name: str) -> FinishReason:
+    if name in _INVALID_CALLS:
+        raise ProviderError(ErrorKind.INVALID_OUTPUT,
+                            f"the model failed to make a valid function call ({name})")
+    return FINISH_REASONS.get(name, FinishReason.UNSPECIFIED)
+
+
+class _StreamCalls:
+    """``translate_event`` for one stream: it counts the stream's function calls, so each
+    whole call Gemini sends gets the next index and the finish knows calls were made."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls = 0
+
+    def __call__(self, chunk: types.GenerateContentResponse, usage: Usage) -> StreamUpdate:
+        update = translate_event(chunk, usage, self._calls)
+        self._calls += len(update.tools)
+        return update
 
 
 # The responses opened by the stream currently reading (set only around its reads).
@@ -317,11 +502,12 @@ class GeminiProvider:
             async with asyncio.timeout(timeout_s):
                 response = await client.aio.models.generate_content(**call)
             update = translate_event(response, usage)
+        calls = tuple(ToolCall(piece.id, piece.name, piece.arguments) for piece in update.tools)
         return Completion(text=update.text, finish_reason=update.finish or FinishReason.UNSPECIFIED,
-                          usage=update.usage or usage)
+                          usage=update.usage or usage, tool_calls=calls)
 
     def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
+        return drive_stream(partial(self._open_stream, request, timeout_s), _StreamCalls(),
                             ERRORS)
 
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:

@@ -12,10 +12,17 @@ than the whole rest of the gateway (bench/README.md). So the adapter uses the SD
 client — its auth, base URL, error classes, SSE decoder and the aiohttp transport — through
 ``AsyncOpenAI.post(..., cast_to=object)``, which returns plain JSON dicts; the mapping
 below reads them.
+
+Tools, tool results, images and JSON mode map one to one onto Chat Completions fields
+(``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant ``tool_calls``, ``role:
+"tool"`` messages, ``image_url`` content parts, ``response_format``); a request without
+them has exactly the body it always had.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -31,6 +38,7 @@ from server.providers.base import (
     MAX_ECHO_CHARS,
     READ_TIMEOUT,
     UNREADABLE_ANSWER,
+    ChatMessage,
     Completion,
     ErrorKind,
     ErrorScope,
@@ -49,6 +57,15 @@ from server.providers.base import (
     transport_error,
     unreadable,
 )
+from server.providers.content import (
+    FormatKind,
+    Image,
+    ResponseFormat,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
+    wire_id,
+)
 from server.providers.headers import retry_after_s
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
@@ -64,20 +81,99 @@ FINISH_REASONS = {
     "stop": FinishReason.STOP,
     "length": FinishReason.LENGTH,
     "content_filter": FinishReason.CONTENT_FILTER,
-    "tool_calls": FinishReason.STOP,
-    "function_call": FinishReason.STOP,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.STOP,  # the legacy ``functions`` API, which we never use
 }
+
+# Said in the system text when a JSON-object request mentions JSON nowhere: the API refuses
+# ``json_object`` mode unless the messages contain the word "json".
+JSON_OBJECT_HINT = "Answer with a JSON object."
 
 
 def build_request(request: ProviderRequest) -> dict[str, Any]:
     """The Chat Completions request body for ``request``."""
-    messages: list[dict[str, str]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    messages.extend({"role": m.role, "content": m.content} for m in request.messages)
+    messages: list[dict[str, Any]] = []
+    system = _system_text(request)
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend(map(_message, request.messages))
     body: dict[str, Any] = {"model": request.model, "messages": messages}
     body.update(map_params(request.params, PARAMS))
+    if request.tools:
+        body.update(tool_fields(request))
+    fmt = request.response_format
+    if fmt is not None and fmt.json:
+        body["response_format"] = response_format(fmt)
     return body
+
+
+def _system_text(request: ProviderRequest) -> str:
+    """The system text, with ``JSON_OBJECT_HINT`` added when JSON-object mode needs it."""
+    fmt = request.response_format
+    if fmt is None or fmt.kind is not FormatKind.JSON_OBJECT or any(
+            "json" in text.lower() for text in _texts(request)):
+        return request.system
+    return f"{request.system}\n\n{JSON_OBJECT_HINT}" if request.system else JSON_OBJECT_HINT
+
+
+def _texts(request: ProviderRequest) -> list[str]:
+    return [request.system, *(m.content for m in request.messages)]
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """One message in Chat Completions form. Plain text stays a string; images make the
+    content an array of parts (the text, then the images); an assistant turn's tool calls
+    go in ``tool_calls`` (content null when it said nothing), and a tool result is a
+    ``tool`` message naming the call it answers."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": wire_id(message.tool_call_id),
+                "content": message.content}
+    content: Any = message.content
+    if message.images:
+        content = ([{"type": "text", "text": content}] if content else []) + [
+            _image_part(image) for image in message.images]
+    if not message.tool_calls:
+        return {"role": message.role, "content": content}
+    return {"role": message.role, "content": content or None,
+            "tool_calls": [_call(call) for call in message.tool_calls]}
+
+
+def _image_part(image: Image) -> dict[str, Any]:
+    """An ``image_url`` part: the caller's URL, or the bytes as a base64 data URL."""
+    url = image.url or (f"data:{image.mime_type};base64,"
+                        f"{base64.b64encode(image.data).decode('ascii')}")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    # The API takes arguments as JSON text; an empty one (a call without arguments) as {}.
+    return {"id": wire_id(call.id), "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments or "{}"}}
+
+
+def tool_fields(request: ProviderRequest) -> dict[str, Any]:
+    """``tools``, and ``tool_choice`` / ``parallel_tool_calls`` when set (the API refuses
+    either without tools, so they are sent only with them)."""
+    fields: dict[str, Any] = {"tools": [
+        {"type": "function", "function": {
+            "name": tool.name, **({"description": tool.description} if tool.description else {}),
+            "parameters": dict(tool.parameters)}}
+        for tool in request.tools]}
+    choice = request.tool_choice
+    if choice is not None:
+        fields["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
+                                 if choice.mode is ToolChoiceMode.TOOL else choice.mode.value)
+    if request.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = request.parallel_tool_calls
+    return fields
+
+
+def response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """A JSON response format in Chat Completions form."""
+    if fmt.kind is FormatKind.JSON_OBJECT:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {
+        "name": fmt.name, "schema": dict(fmt.json_schema()), "strict": fmt.strict}}
 
 
 def map_usage(usage: dict[str, Any] | None) -> Usage:
@@ -149,17 +245,84 @@ ERRORS = ErrorScope(classify)
 
 
 def translate_event(chunk: dict[str, Any], usage: Usage) -> StreamUpdate:
-    """One ``chat.completion.chunk`` → the text, finish reason and usage it carries (the
-    usage chunk, last, has the whole call's counts)."""
-    text, finish = "", None
+    """One ``chat.completion.chunk`` → the text, tool-call pieces, finish reason and usage
+    it carries (the usage chunk, last, has the whole call's counts). A text chunk costs one
+    extra dict lookup for tools, nothing more."""
+    text, finish, tools = "", None, ()
     for choice in chunk.get("choices") or ():
-        content = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
         if content:
             text += content
+        if delta.get("tool_calls"):
+            tools += tool_pieces(delta["tool_calls"])
         if choice.get("finish_reason"):
             finish = FINISH_REASONS.get(choice["finish_reason"], FinishReason.UNSPECIFIED)
     reported = chunk.get("usage")
-    return StreamUpdate(text, finish, map_usage(reported) if reported is not None else None)
+    return StreamUpdate(text, finish, map_usage(reported) if reported is not None else None,
+                        tools)
+
+
+def tool_pieces(items: Any) -> tuple[ToolCallDelta, ...]:
+    """A delta's ``tool_calls`` items → pieces keyed by the vendor's index (id and name are
+    on a call's first item only). An item that is not a call is an unreadable answer."""
+    if not isinstance(items, list):
+        raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+    pieces = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+        index = item.get("index")
+        function = item.get("function") or {}
+        if index is None:  # some compatible servers leave it out: the item's position
+            index = position
+        if not isinstance(index, int) or not isinstance(function, dict):
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+        pieces.append(ToolCallDelta(index, _string(item.get("id")), _string(function.get("name")),
+                                    arguments_text(function.get("arguments"))))
+    return tuple(pieces)
+
+
+def read_completion(data: dict[str, Any]) -> Completion:
+    """A unary ``chat.completion``: the first choice's text and tool calls."""
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    reason = FINISH_REASONS.get(choice.get("finish_reason") or "", FinishReason.UNSPECIFIED)
+    return Completion(text=message.get("content") or "", finish_reason=reason,
+                      usage=map_usage(data.get("usage")),
+                      tool_calls=read_tool_calls(message.get("tool_calls"),
+                                                 str(data.get("id") or "")))
+
+
+def read_tool_calls(items: Any, answer_id: str) -> tuple[ToolCall, ...]:
+    """A unary message's ``tool_calls`` → ToolCalls (ids made wire-safe; a missing id gets
+    a stable one per answer and position). Arguments are passed on as sent, even when they
+    are not JSON: the gateway checks them."""
+    if not items:
+        return ()
+    if not isinstance(items, list):
+        raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+    calls = []
+    for position, item in enumerate(items):
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict):
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+        calls.append(ToolCall(wire_id(_string(item.get("id")), salt=f"{answer_id}:{position}"),
+                              _string(function.get("name")),
+                              arguments_text(function.get("arguments"))))
+    return tuple(calls)
+
+
+def arguments_text(value: Any) -> str:
+    """Arguments as JSON text: as sent when text (OpenAI's form), else the JSON of the
+    value (some compatible servers send an object)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return json.dumps(value)
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class OpenAIProvider:
@@ -188,12 +351,10 @@ class OpenAIProvider:
                                      cast_to=object, options={"timeout": timeout_s})
         if not isinstance(data, dict) or not data.get("choices"):
             raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
-        choices = data.get("choices") or [{}]
-        choice = choices[0]
-        message = choice.get("message") or {}
-        reason = FINISH_REASONS.get(choice.get("finish_reason") or "", FinishReason.UNSPECIFIED)
-        return Completion(text=message.get("content") or "", finish_reason=reason,
-                          usage=map_usage(data.get("usage")))
+        try:
+            return read_completion(data)
+        except (AttributeError, TypeError, LookupError) as exc:  # a 200 of the wrong shape
+            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER) from exc
 
     def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
         return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
@@ -225,4 +386,5 @@ class OpenAIEmbedder(VendorEmbedder[OpenAIProvider]):
 
 
 __all__ = ["ERRORS", "OpenAIEmbedder", "OpenAIProvider", "build_request", "classify",
+           "read_completion", "read_tool_calls", "response_format", "tool_fields", "tool_pieces",
            "translate_event"]

@@ -93,3 +93,67 @@ async def test_node_consumer_streams_with_only_the_proto(gateway):
     assert found[0]["event"] == "start" and found[0]["start"]["served_by"]["model"] == "sim-chat"
     assert found[-1]["event"] == "end" and found[-1]["end"]["usage"]["output_tokens"] == "12"
     assert sum(1 for e in found if e["event"] == "delta") == 12
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+@pytest.mark.parametrize("model", ["sim-chat", "sim-anthropic", "sim-gemini", "sim-bedrock"])
+async def test_node_consumer_streams_a_tool_call(gateway, model):
+    """Only proto/: the Node consumer declares a tool (a Struct schema), streams the call's
+    ToolCallDelta pieces and assembles the arguments itself."""
+    code, out, err = await run("node", str(NODE_DIR / "consumer.js"), gateway.target,
+                               token("generate"), model, "--tool")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[-1] == "DONE"
+    calls = [line.split(" ", 3) for line in lines if line.startswith("TOOL_CALL ")]
+    assert len(calls) == 1
+    _, call_id, name, arguments = calls[0]
+    assert name == "get_weather" and call_id
+    assert isinstance(json.loads(arguments)["city"], str)
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    pieces = [e["tool_call"] for e in events if e["event"] == "tool_call"]
+    assert pieces and all(p["id"] == call_id for p in pieces)
+    end = events[-1]["end"]
+    assert end["finish_reason"] == "FINISH_REASON_TOOL_CALLS"
+    assert end["tool_calls"][0]["arguments"] == arguments
+
+
+def readme_grpcurl_bodies(rpc: str) -> list[str]:
+    """The -d bodies of the README's grpcurl examples calling ``rpc`` in the "Tools, JSON
+    output, images and embeddings" section (so the documented commands are the tested
+    ones)."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Tools, JSON output, images and embeddings", 1)[1].split("\n## ", 1)[0]
+    bodies = []
+    for line in section.splitlines():
+        if line.startswith("grpcurl ") and line.rstrip().endswith(rpc):
+            argv = shlex.split(line)
+            bodies.append(argv[argv.index("-d") + 1])
+    assert bodies, f"no README example for {rpc}"
+    return bodies
+
+
+async def test_readme_tool_json_and_embed_examples(gateway):
+    auth = f"authorization: Bearer {token('generate')}"
+    [tool_body] = readme_grpcurl_bodies("GenerationService/StreamGenerate")
+    code, out, err = await run(grpcurl_path(), "-plaintext", "-H", auth, "-d", tool_body,
+                               gateway.target, "llmgateway.v1.GenerationService/StreamGenerate")
+    assert code == 0, err
+    found = events(out)
+    assert any("tool_call" in e for e in found)
+    assert found[-1]["end"]["finish_reason"] == "FINISH_REASON_TOOL_CALLS"
+    assert "city" in json.loads(found[-1]["end"]["tool_calls"][0]["arguments"])
+    [json_body] = readme_grpcurl_bodies("GenerationService/Generate")
+    code, out, err = await run(grpcurl_path(), "-plaintext", "-H", auth, "-d", json_body,
+                               gateway.target, "llmgateway.v1.GenerationService/Generate")
+    assert code == 0, err
+    assert json.loads(json.loads(out)["text"])["label"] in ("refund", "other")
+    [embed_body] = readme_grpcurl_bodies("GenerationService/Embed")
+    code, out, err = await run(grpcurl_path(), "-plaintext", "-H", auth, "-d", embed_body,
+                               gateway.target, "llmgateway.v1.GenerationService/Embed")
+    assert code == 0, err
+    reply = json.loads(out)
+    assert len(reply["embeddings"]) == 2 and reply["dimensions"] == 256

@@ -267,3 +267,186 @@ async def test_timeout_scenario_never_answers(
         )
 
     await asyncio.to_thread(sim.wait_for_stats, lambda s: s["client_disconnects"] == 1)
+
+
+# --------------------------------------------------------------------------- tools and images
+# (imports of this section kept with it: the section is appended to the module)
+
+import base64
+import json
+
+from simulator.replies import count_tokens
+from simulator.tooling import IMAGE_TOKENS
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city"],
+    },
+}
+TIME_TOOL = {"name": "get_time", "input_schema": {"type": "object", "properties": {}}}
+PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+
+
+async def test_sdk_parses_a_unary_tool_use_answer(client: AsyncAnthropic) -> None:
+    message = await create(client, "claude-tools", tools=[WEATHER_TOOL])
+
+    assert message.stop_reason == "tool_use"
+    [block] = message.content
+    assert isinstance(block, anthropic.types.ToolUseBlock)
+    assert block.name == "get_weather"
+    assert block.id.startswith("toolu_")
+    assert block.input == {"city": "sample", "days": 42}
+    assert message.usage.output_tokens == count_tokens(json.dumps(block.input))
+    declared = count_tokens(json.dumps([WEATHER_TOOL]))
+    assert message.usage.input_tokens == PROMPT_TOKENS + declared
+
+
+async def test_sdk_assembles_a_streamed_tool_use_from_input_json_deltas(
+    client: AsyncAnthropic,
+) -> None:
+    params: dict[str, object] = {"tools": [WEATHER_TOOL],
+                                 "tool_choice": {"type": "tool", "name": "get_weather"}}
+    raw = await create(client, "claude-tools", stream=True, **params)
+    events = [event async for event in raw]
+    async with client.messages.stream(
+        model="claude-tools", max_tokens=100, system=SYSTEM, messages=MESSAGES,
+        **params,  # type: ignore[arg-type]
+    ) as stream:
+        final = await stream.get_final_message()
+
+    types = [e.type for e in events]
+    deltas = [e for e in events if e.type == "content_block_delta"]
+    assert types[:2] == ["message_start", "content_block_start"]  # (the SDK skips pings)
+    assert types[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(types[2:-3]) == {"content_block_delta"}
+    assert events[1].content_block.type == "tool_use" and events[1].content_block.input == {}
+    assert len(deltas) > 1
+    assert all(d.delta.type == "input_json_delta" and d.index == 0 for d in deltas)
+    assert json.loads("".join(d.delta.partial_json for d in deltas)) == final.content[0].input
+    assert events[-2].delta.stop_reason == "tool_use"
+    assert events[-2].usage.output_tokens == count_tokens(json.dumps(final.content[0].input))
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].id == events[1].content_block.id
+    assert final.content[0].input == {"city": "sample", "days": 42}
+
+
+async def test_parallel_tool_use_unless_disabled(client: AsyncAnthropic) -> None:
+    both = await create(client, "claude-tools", tools=[WEATHER_TOOL, TIME_TOOL])
+    one = await create(client, "claude-tools", tools=[WEATHER_TOOL, TIME_TOOL],
+                       tool_choice={"type": "any", "disable_parallel_tool_use": True})
+    none = await create(client, "claude-tools", tools=[WEATHER_TOOL, TIME_TOOL],
+                        tool_choice={"type": "none"})
+
+    assert [b.name for b in both.content] == ["get_weather", "get_time"]
+    assert [b.name for b in one.content] == ["get_weather"]
+    assert none.stop_reason == "end_turn" and none.content[0].type == "text"
+
+
+async def test_tool_result_turn_is_answered_with_text_quoting_it(client: AsyncAnthropic) -> None:
+    first = await create(client, "claude-tools", tools=[WEATHER_TOOL])
+    call = first.content[0]
+    messages = [
+        *MESSAGES,
+        {"role": "assistant", "content": [call.model_dump(include={"type", "id", "name",
+                                                                   "input"})]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 18C"},
+            {"type": "text", "text": "thanks"},
+        ]},
+    ]
+    message = await create(client, "claude-tools", tools=[WEATHER_TOOL], messages=messages)
+
+    assert message.stop_reason == "end_turn"
+    assert message.content[0].text == "Based on the tool results: sunny, 18C"
+
+
+async def test_images_count_tokens_and_are_noted_in_the_reply(client: AsyncAnthropic) -> None:
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": PNG_B64}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}},
+        {"type": "text", "text": "say hello to the gateway"},
+    ]
+    message = await create(client, "claude-sim", messages=[{"role": "user", "content": content}])
+
+    assert message.content[0].text.endswith("[saw 2 image(s): image/png, url]")
+    assert message.usage.input_tokens == PROMPT_TOKENS + 2 * IMAGE_TOKENS
+
+
+async def test_scripted_malformed_arguments_stream_as_sent(
+    client: AsyncAnthropic, sim: SimulatorProcess
+) -> None:
+    sim.set_scenario("claude-bad-args", output_fault="malformed_arguments")
+    stream = await create(client, "claude-bad-args", tools=[WEATHER_TOOL], stream=True)
+    pieces = [e.delta.partial_json async for e in stream if e.type == "content_block_delta"]
+
+    assert "".join(pieces) == '{"unterminated": '
+
+
+async def test_truncated_tool_use_stream_ends_without_terminal_events(
+    client: AsyncAnthropic, sim: SimulatorProcess
+) -> None:
+    sim.set_scenario("claude-tool-cut", truncate_after_chunks=1)
+    stream = await create(client, "claude-tool-cut", tools=[WEATHER_TOOL], stream=True)
+    types = [e.type async for e in stream]
+
+    assert types == ["message_start", "content_block_start", "content_block_delta"]
+
+
+def _tool_turns(tool_use_id: str = "toolu_1", result_id: str = "toolu_1") -> list[dict]:
+    return [
+        *MESSAGES,
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": tool_use_id, "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": result_id, "content": "ok"}]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"tools": [{**WEATHER_TOOL, "name": "get weather"}]}, "tools.0.custom.name"),
+        ({"tools": [{"name": "x"}]}, "tools.0.custom.input_schema: Field required"),
+        ({"tools": [{"name": "x", "input_schema": {"type": "array"}}]}, "input_schema.type"),
+        ({"tools": [WEATHER_TOOL, WEATHER_TOOL]}, "unique"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "tool", "name": "nope"}}, "nope"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "some"}}, "tool_choice"),
+        ({"tool_choice": {"type": "auto"}}, "only be specified while providing tools"),
+        ({"tools": [WEATHER_TOOL],
+          "tool_choice": {"type": "none", "disable_parallel_tool_use": True}}, "Extra inputs"),
+        ({"messages": _tool_turns()}, "must define tools"),
+        ({"tools": [WEATHER_TOOL], "messages": _tool_turns(result_id="toolu_2")},
+         "without `tool_result` blocks"),
+        ({"tools": [WEATHER_TOOL], "messages": _tool_turns()[:2]},
+         "without `tool_result` blocks"),
+        ({"tools": [WEATHER_TOOL], "messages": [*MESSAGES, {"role": "assistant",
+                                                           "content": "hi"},
+                                                {"role": "user", "content": [
+                                                    {"type": "tool_result",
+                                                     "tool_use_id": "toolu_9"}]}]},
+         "unexpected `tool_use_id`"),
+        ({"tools": [WEATHER_TOOL], "messages": [
+            *_tool_turns()[:2], {"role": "user", "content": [
+                {"type": "text", "text": "first"},
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]},
+         "must come first"),
+        ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
+            "type": "base64", "media_type": "image/bmp", "data": PNG_B64}}]}]}, "media_type"),
+        ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
+            "type": "base64", "media_type": "image/png", "data": "not base64!"}}]}]},
+         "base64"),
+    ],
+)
+async def test_malformed_tools_and_tool_turns_are_invalid_requests(
+    client: AsyncAnthropic, kwargs: dict, fragment: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await create(client, "claude-sim", extra_body=kwargs)
+
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert fragment in info.value.body["error"]["message"]

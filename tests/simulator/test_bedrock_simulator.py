@@ -342,3 +342,198 @@ def test_titan_embeddings_via_invoke_model(bedrock: Factory) -> None:
     assert first["embedding"] == again["embedding"]
     assert len(short["embedding"]) == 256
     assert math.isclose(math.sqrt(sum(x * x for x in first["embedding"])), 1.0, rel_tol=1e-6)
+
+
+# --------------------------------------------------------------------------- tools and images
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+    "required": ["city"],
+}
+TOOL_CONFIG = {
+    "tools": [
+        {
+            "toolSpec": {
+                "name": "get_weather",
+                "description": "Weather in a city",
+                "inputSchema": {"json": WEATHER_SCHEMA},
+            }
+        },
+        {"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object"}}}},
+    ]
+}
+PNG_BYTES = b"\x89PNG\r\n\x1a\n-simulated-image"
+
+
+def tool_round(client: Any, result: str = "18C and sunny") -> list[dict[str, Any]]:
+    """The conversation after one call of get_weather and its result."""
+    call = converse(client, toolConfig=TOOL_CONFIG)["output"]["message"]["content"][0]
+    return [
+        *MESSAGES,
+        {"role": "assistant", "content": [call]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "toolResult": {
+                        "toolUseId": call["toolUse"]["toolUseId"],
+                        "content": [{"text": result}],
+                        "status": "success",
+                    }
+                }
+            ],
+        },
+    ]
+
+
+def test_converse_calls_the_first_tool_with_schema_valid_input(bedrock: Factory) -> None:
+    result = converse(bedrock(), toolConfig=TOOL_CONFIG)
+
+    assert result["stopReason"] == "tool_use"
+    (block,) = result["output"]["message"]["content"]
+    use = block["toolUse"]
+    assert use["name"] == "get_weather"
+    assert use["toolUseId"].startswith("tooluse_")
+    assert use["input"] == {"city": "sample", "days": 42}
+    assert result["usage"]["outputTokens"] == len(json.dumps(use["input"]).split())
+    declared = len(json.dumps(TOOL_CONFIG["tools"]).split())
+    assert result["usage"]["inputTokens"] == PROMPT_TOKENS + declared
+    again = converse(bedrock(), toolConfig=TOOL_CONFIG)
+    assert again["output"]["message"]["content"][0]["toolUse"]["toolUseId"] == use["toolUseId"]
+
+
+def test_tool_choice_names_the_tool_and_any_requires_one(bedrock: Factory) -> None:
+    choice = {"toolChoice": {"tool": {"name": "get_time"}}}
+    named = converse(bedrock(), toolConfig={**TOOL_CONFIG, **choice})
+    assert named["output"]["message"]["content"][0]["toolUse"]["name"] == "get_time"
+
+    messages = tool_round(bedrock())
+    forced = bedrock().converse(
+        modelId=MODEL, messages=messages, toolConfig={**TOOL_CONFIG, "toolChoice": {"any": {}}}
+    )
+    assert forced["stopReason"] == "tool_use"
+
+
+def test_converse_stream_sends_tool_use_start_input_pieces_and_tool_use_stop(
+    bedrock: Factory,
+) -> None:
+    unary = converse(bedrock(), toolConfig=TOOL_CONFIG)["output"]["message"]["content"][0]
+    events = stream_events(bedrock(), toolConfig=TOOL_CONFIG)
+
+    kinds = [next(iter(e)) for e in events]
+    pieces = [e["contentBlockDelta"] for e in events if "contentBlockDelta" in e]
+    assert kinds[:2] == ["messageStart", "contentBlockStart"]
+    assert kinds[-3:] == ["contentBlockStop", "messageStop", "metadata"]
+    assert events[1]["contentBlockStart"] == {
+        "start": {"toolUse": {"toolUseId": unary["toolUse"]["toolUseId"], "name": "get_weather"}},
+        "contentBlockIndex": 0,
+    }
+    assert len(pieces) > 1 and all(p["contentBlockIndex"] == 0 for p in pieces)
+    arguments = "".join(p["delta"]["toolUse"]["input"] for p in pieces)
+    assert json.loads(arguments) == unary["toolUse"]["input"]
+    assert events[-2] == {"messageStop": {"stopReason": "tool_use"}}
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == len(arguments.split())
+
+
+def test_after_a_tool_result_the_answer_quotes_it(bedrock: Factory) -> None:
+    messages = tool_round(bedrock())
+
+    result = bedrock().converse(modelId=MODEL, messages=messages, toolConfig=TOOL_CONFIG)
+
+    assert result["stopReason"] == "end_turn"
+    assert "18C and sunny" in result["output"]["message"]["content"][0]["text"]
+
+
+def test_tool_blocks_without_tool_config_are_refused(bedrock: Factory) -> None:
+    messages = tool_round(bedrock())
+
+    with pytest.raises(ClientError) as info:
+        bedrock().converse(modelId=MODEL, messages=messages)
+
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "toolConfig field must be defined" in info.value.response["Error"]["Message"]
+
+
+def test_a_tool_result_for_no_earlier_tool_use_is_refused(bedrock: Factory) -> None:
+    messages = tool_round(bedrock())
+    messages[-1]["content"][0]["toolResult"]["toolUseId"] = "tooluse_unknown"
+
+    with pytest.raises(ClientError) as info:
+        bedrock().converse(modelId=MODEL, messages=messages, toolConfig=TOOL_CONFIG)
+
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "tooluse_unknown" in info.value.response["Error"]["Message"]
+
+
+def test_an_unanswered_tool_use_is_refused(bedrock: Factory) -> None:
+    messages = tool_round(bedrock())
+    messages[-1] = {"role": "user", "content": [{"text": "never mind"}]}
+
+    with pytest.raises(ClientError) as info:
+        bedrock().converse(modelId=MODEL, messages=messages, toolConfig=TOOL_CONFIG)
+
+    assert "Expected toolResult blocks" in info.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "tool_config",
+    [
+        {"tools": [{"toolSpec": {"name": "bad name", "inputSchema": {"json": {}}}}]},
+        {"tools": [{"toolSpec": {"name": "a", "inputSchema": {"json": {"type": "string"}}}}]},
+        {**TOOL_CONFIG, "toolChoice": {"tool": {"name": "nobody"}}},
+    ],
+)
+def test_malformed_tool_config_is_a_validation_error(
+    bedrock: Factory, tool_config: dict[str, Any]
+) -> None:
+    with pytest.raises(ClientError) as info:
+        converse(bedrock(), toolConfig=tool_config)
+
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_an_inline_image_counts_and_is_noted(bedrock: Factory) -> None:
+    image = {"image": {"format": "png", "source": {"bytes": PNG_BYTES}}}
+    messages = [{"role": "user", "content": [MESSAGES[0]["content"][0], image]}]
+
+    result = bedrock().converse(modelId=MODEL, messages=messages, system=SYSTEM)
+
+    text = result["output"]["message"]["content"][0]["text"]
+    assert text.endswith(" [saw 1 image(s): image/png]")
+    assert result["usage"]["inputTokens"] == PROMPT_TOKENS + 85
+
+
+def test_an_unknown_image_format_is_a_validation_error(bedrock: Factory) -> None:
+    image = {"image": {"format": "bmp", "source": {"bytes": PNG_BYTES}}}
+    messages = [{"role": "user", "content": [{"text": "look"}, image]}]
+
+    with pytest.raises(ClientError) as info:
+        bedrock().converse(modelId=MODEL, messages=messages)
+
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "format" in info.value.response["Error"]["Message"]
+
+
+def test_malformed_arguments_fault_sends_the_text_as_input(
+    bedrock: Factory, sim: SimulatorProcess
+) -> None:
+    sim.set_scenario(MODEL, output_fault="malformed_arguments")
+
+    use = converse(bedrock(), toolConfig=TOOL_CONFIG)["output"]["message"]["content"][0]
+
+    assert use["toolUse"]["input"] == '{"unterminated": '
+
+
+def test_a_truncated_tool_stream_ends_without_message_stop(
+    bedrock: Factory, sim: SimulatorProcess
+) -> None:
+    sim.set_scenario(MODEL, truncate_after_chunks=1)
+
+    events = stream_events(bedrock(), toolConfig=TOOL_CONFIG)
+
+    assert [next(iter(e)) for e in events] == [
+        "messageStart",
+        "contentBlockStart",
+        "contentBlockDelta",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 
@@ -13,6 +14,7 @@ from google import genai
 from google.genai import errors, types
 
 from simulator.testing import SimulatorProcess
+from simulator.tooling import IMAGE_TOKENS
 
 PROMPT = "say hello to the gateway"
 SYSTEM = "be brief"
@@ -302,3 +304,295 @@ async def test_single_embed_content_matches_the_batch_vector(
 
     assert response.status_code == 200
     assert response.json()["embedding"]["values"] == batch.embeddings[0].values
+
+
+# --------------------------------------------------------------------------- function calling
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+}
+
+
+def weather_tool(**declaration: object) -> types.Tool:
+    fields = {"parameters_json_schema": WEATHER_SCHEMA, **declaration}
+    return types.Tool(
+        function_declarations=[
+            types.FunctionDeclaration(name="get_weather", description="weather", **fields)
+        ]
+    )
+
+
+CLOCK_TOOL = types.Tool(
+    function_declarations=[
+        types.FunctionDeclaration(
+            name="get_time",
+            parameters=types.Schema(
+                type=types.Type.OBJECT,
+                properties={"zone": types.Schema(type=types.Type.STRING)},
+                required=["zone"],
+            ),
+        )
+    ]
+)
+
+
+def calling(mode: str, *names: str) -> types.ToolConfig:
+    return types.ToolConfig(
+        function_calling_config=types.FunctionCallingConfig(
+            mode=mode, allowed_function_names=list(names) or None
+        )
+    )
+
+
+async def raw_generate(
+    sim: SimulatorProcess, body: dict, model: str = "gemini-sim"
+) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=sim.gemini_base_url) as http:
+        return await http.post(
+            f"/v1beta/models/{model}:generateContent",
+            headers={"x-goog-api-key": sim.api_key},
+            json=body,
+        )
+
+
+async def test_a_declared_function_is_called_with_an_id_and_stop(
+    client: genai.client.AsyncClient,
+) -> None:
+    response = await client.models.generate_content(
+        model="gemini-sim", contents=PROMPT, config=config(tools=[weather_tool()])
+    )
+
+    (call,) = response.function_calls
+    assert call.name == "get_weather" and call.id.startswith("call_")
+    assert call.args == {"city": "sample", "unit": "celsius"}
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert response.usage_metadata.candidates_token_count == 4  # the arguments' words
+    again = await client.models.generate_content(
+        model="gemini-sim", contents=PROMPT, config=config(tools=[weather_tool()])
+    )
+    assert again.function_calls[0].id == call.id  # the same request: the same call
+
+
+async def test_declarations_count_as_prompt_tokens(client: genai.client.AsyncClient) -> None:
+    response = await client.models.generate_content(
+        model="gemini-sim", contents=PROMPT, config=config(tools=[weather_tool()])
+    )
+    assert response.usage_metadata.prompt_token_count > PROMPT_TOKENS
+
+
+async def test_several_functions_are_called_together_and_streamed_whole(
+    client: genai.client.AsyncClient,
+) -> None:
+    chunks = [
+        chunk
+        async for chunk in await client.models.generate_content_stream(
+            model="gemini-sim", contents=PROMPT, config=config(tools=[weather_tool(), CLOCK_TOOL])
+        )
+    ]
+
+    assert [[c.name for c in chunk.function_calls] for chunk in chunks] == [
+        ["get_weather"],
+        ["get_time"],
+    ]
+    assert chunks[1].function_calls[0].args == {"zone": "sample"}  # OpenAPI types read
+    assert [c.candidates[0].finish_reason for c in chunks] == [None, types.FinishReason.STOP]
+    assert chunks[0].function_calls[0].id != chunks[1].function_calls[0].id
+
+
+@pytest.mark.parametrize(
+    ("tool_config", "called"),
+    [
+        (calling("NONE"), []),
+        (calling("AUTO"), ["get_weather", "get_time"]),
+        (calling("ANY", "get_time"), ["get_time"]),
+        (calling("ANY", "get_weather", "get_time"), ["get_weather", "get_time"]),
+    ],
+)
+async def test_the_calling_mode_decides_the_calls(
+    client: genai.client.AsyncClient, tool_config: types.ToolConfig, called: list[str]
+) -> None:
+    response = await client.models.generate_content(
+        model="gemini-sim",
+        contents=PROMPT,
+        config=config(tools=[weather_tool(), CLOCK_TOOL], tool_config=tool_config),
+    )
+
+    assert [c.name for c in response.function_calls or ()] == called
+    if not called:
+        assert response.text.startswith("Hello from gemini-sim.")
+
+
+async def test_a_function_response_is_answered_with_text_quoting_it(
+    client: genai.client.AsyncClient,
+) -> None:
+    call = types.Part(
+        function_call=types.FunctionCall(id="call_1", name="get_weather", args={"city": "x"})
+    )
+    result = types.Part.from_function_response(
+        name="get_weather", response={"result": {"temperature": 21}}
+    )
+    contents = [
+        types.Content(role="user", parts=[types.Part(text=PROMPT)]),
+        types.Content(role="model", parts=[call]),
+        types.Content(role="user", parts=[result]),
+    ]
+    response = await client.models.generate_content(
+        model="gemini-sim", contents=contents, config=config(tools=[weather_tool()])
+    )
+
+    assert response.function_calls is None
+    assert response.text == 'Based on the tool results: {"temperature": 21}'
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    required = await client.models.generate_content(
+        model="gemini-sim",
+        contents=contents,
+        config=config(tools=[weather_tool()], tool_config=calling("ANY")),
+    )
+    assert [c.name for c in required.function_calls] == ["get_weather"]
+
+
+async def test_json_mode_answers_json_matching_either_schema_form(
+    client: genai.client.AsyncClient,
+) -> None:
+    json_schema = await client.models.generate_content(
+        model="gemini-sim",
+        contents=PROMPT,
+        config=config(response_mime_type="application/json", response_json_schema=WEATHER_SCHEMA),
+    )
+    openapi = await client.models.generate_content(
+        model="gemini-sim",
+        contents=PROMPT,
+        config=config(
+            response_mime_type="application/json",
+            response_schema=types.Schema(
+                type=types.Type.OBJECT,
+                properties={"n": types.Schema(type=types.Type.INTEGER, minimum=50)},
+            ),
+        ),
+    )
+    plain_json = await client.models.generate_content(
+        model="gemini-sim", contents=PROMPT, config=config(response_mime_type="application/json")
+    )
+
+    assert json.loads(json_schema.text) == {"city": "sample", "unit": "celsius"}
+    assert json.loads(openapi.text) == {"n": 50}
+    assert isinstance(json.loads(plain_json.text), dict)
+
+
+async def test_an_inline_image_is_seen_and_counted(client: genai.client.AsyncClient) -> None:
+    image = types.Part.from_bytes(data=b"\x89PNG\r\n\x1a\n", mime_type="image/png")
+    response = await client.models.generate_content(
+        model="gemini-sim", contents=[PROMPT, image], config=config()
+    )
+
+    assert response.text.endswith("[saw 1 image(s): image/png]")
+    assert response.usage_metadata.prompt_token_count == PROMPT_TOKENS + IMAGE_TOKENS
+
+
+async def test_malformed_arguments_end_with_malformed_function_call(
+    client: genai.client.AsyncClient, sim: SimulatorProcess
+) -> None:
+    sim.set_scenario("gemini-malformed", output_fault="malformed_arguments")
+    response = await client.models.generate_content(
+        model="gemini-malformed", contents=PROMPT, config=config(tools=[weather_tool()])
+    )
+    chunks = [
+        c
+        async for c in await client.models.generate_content_stream(
+            model="gemini-malformed", contents=PROMPT, config=config(tools=[weather_tool()])
+        )
+    ]
+
+    for answer in (response, chunks[-1]):
+        assert answer.function_calls is None
+        assert answer.candidates[0].finish_reason == types.FinishReason.MALFORMED_FUNCTION_CALL
+    raw = await raw_generate(
+        sim,
+        {
+            "contents": [{"parts": [{"text": PROMPT}]}],
+            "tools": [{"functionDeclarations": [{"name": "f"}]}],
+        },
+        model="gemini-malformed",
+    )
+    (candidate,) = raw.json()["candidates"]
+    assert "content" not in candidate  # the SDK drops finishMessage; the wire has it
+    assert candidate["finishMessage"] == 'Malformed function call: f({"unterminated": )'
+
+
+async def test_a_truncated_call_stream_ends_without_the_finish(
+    client: genai.client.AsyncClient, sim: SimulatorProcess
+) -> None:
+    sim.set_scenario("gemini-cut-calls", truncate_after_chunks=1)
+    chunks = [
+        c
+        async for c in await client.models.generate_content_stream(
+            model="gemini-cut-calls",
+            contents=PROMPT,
+            config=config(tools=[weather_tool(), CLOCK_TOOL]),
+        )
+    ]
+
+    assert [c.function_calls[0].name for c in chunks] == ["get_weather"]
+    assert chunks[0].candidates[0].finish_reason is None
+    assert sim.stats()["responses_truncated"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (
+            {"contents": [{"parts": [{"text": "x"}]}],
+             "tools": [{"functionDeclarations": [{"name": "bad name"}]}]},
+            "Invalid function name",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "x"}]}],
+             "tools": [{"functionDeclarations": [
+                 {"name": "f", "parameters": {"type": "OBJECT"},
+                  "parametersJsonSchema": {"type": "object"}}]}]},
+            "cannot both be set",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "x"}]}],
+             "toolConfig": {"functionCallingConfig": {"mode": "SOMETIMES"}}},
+            "mode",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "x"}]}],
+             "tools": [{"functionDeclarations": [{"name": "f"}]}],
+             "toolConfig": {"functionCallingConfig": {
+                 "mode": "ANY", "allowedFunctionNames": ["g"]}}},
+            "not a declared function",
+        ),
+        (
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "@@"}}]}]},
+            "Base64 decoding failed",
+        ),
+        (
+            {"contents": [{"parts": [{"functionResponse": {"name": "f", "response": "x"}}]}]},
+            "response",
+        ),
+        (
+            {"contents": [{"parts": [{}]}]},
+            "oneof field 'data'",
+        ),
+        (
+            {"contents": [{"parts": [{"text": "x"}]}],
+             "generationConfig": {"responseSchema": {"type": "OBJECT"}}},
+            "application/json",
+        ),
+    ],
+)
+async def test_malformed_tool_json_and_image_fields_are_invalid_argument(
+    sim: SimulatorProcess, body: dict, complaint: str
+) -> None:
+    response = await raw_generate(sim, body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and complaint in error["message"]

@@ -420,3 +420,244 @@ def test_bad_scenario_file_fails_startup_with_its_error(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="latency_ms must be >= 0"):
         SimulatorProcess(scenarios=path).start()
+
+
+# --------------------------------------------------------------------------- tools, images, JSON
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city", "days"],
+        },
+    },
+}
+TOOL_PROMPT = [{"role": "user", "content": "weather in Paris?"}]
+PNG_DATA_URL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="
+
+
+def post_chat(sim: SimulatorProcess, **body: object) -> httpx.Response:
+    return httpx.post(
+        sim.openai_base_url + "/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {sim.api_key}"},
+        timeout=10,
+    )
+
+
+def sse_events(response: httpx.Response) -> list[dict]:
+    import json
+
+    lines = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_a_tool_call_answer_has_null_content_and_counts_the_declarations(
+    sim: SimulatorProcess,
+) -> None:
+    import json
+
+    plain = post_chat(sim, model="tools", messages=TOOL_PROMPT).json()
+    response = post_chat(sim, model="tools", messages=TOOL_PROMPT, tools=[WEATHER_TOOL])
+
+    assert response.status_code == 200
+    body = response.json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert set(call) == {"id", "type", "function"}
+    assert call["id"].startswith("call_") and call["type"] == "function"
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "sample", "days": 42}
+    declared = len(json.dumps([WEATHER_TOOL]).split())
+    assert body["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"] + declared
+    assert body["usage"]["completion_tokens"] == len(call["function"]["arguments"].split())
+
+
+def test_tool_calls_stream_as_a_header_then_argument_pieces(sim: SimulatorProcess) -> None:
+    response = post_chat(
+        sim,
+        model="tools",
+        messages=TOOL_PROMPT,
+        tools=[WEATHER_TOOL],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    events = sse_events(response)
+    unary = post_chat(sim, model="tools", messages=TOOL_PROMPT, tools=[WEATHER_TOOL]).json()
+    call = unary["choices"][0]["message"]["tool_calls"][0]
+
+    first = events[0]["choices"][0]["delta"]
+    assert first["role"] == "assistant" and first["content"] is None
+    assert first["tool_calls"] == [
+        {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": ""},
+        }
+    ]
+    pieces = [e["choices"][0]["delta"] for e in events[1:] if e["choices"]]
+    finish = pieces.pop()
+    assert finish == {} and events[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert piece == {"tool_calls": [{"index": 0, "function": {"arguments": piece[
+            "tool_calls"][0]["function"]["arguments"]}}]}
+    streamed = "".join(p["tool_calls"][0]["function"]["arguments"] for p in pieces)
+    assert streamed == call["function"]["arguments"]
+    assert events[-1]["usage"]["completion_tokens"] == unary["usage"]["completion_tokens"]
+
+
+def test_a_dropped_tool_call_stream_stops_after_the_scripted_pieces(sim: SimulatorProcess) -> None:
+    sim.set_scenario("tools-drop", drop_after_tokens=1)
+
+    with pytest.raises(httpx.HTTPError):
+        post_chat(sim, model="tools-drop", messages=TOOL_PROMPT, tools=[WEATHER_TOOL], stream=True)
+
+    assert sim.stats()["connections_dropped"] == 1
+
+
+def test_content_arrays_tool_history_and_images_are_accepted(sim: SimulatorProcess) -> None:
+    text_only = [{"role": "user", "content": [{"type": "text", "text": "look at this"}]}]
+    with_image = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look at this"},
+                {"type": "image_url", "image_url": {"url": PNG_DATA_URL}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
+            ],
+        }
+    ]
+    history = [
+        *TOOL_PROMPT,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{}"}},
+                {"id": "call_2", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{}"}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_2", "content": "rainy"},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "sunny"}]},
+    ]
+
+    plain = post_chat(sim, model="parts", messages=text_only).json()
+    seen = post_chat(sim, model="parts", messages=with_image).json()
+    answered = post_chat(sim, model="parts", messages=history, tools=[WEATHER_TOOL]).json()
+
+    assert seen["choices"][0]["message"]["content"].endswith("[saw 2 image(s): image/png, url]")
+    assert seen["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"] + 2 * 85
+    assert answered["choices"][0]["finish_reason"] == "stop"
+    assert answered["choices"][0]["message"]["content"] == (
+        "Based on the tool results: rainy; sunny"
+    )
+
+
+def test_json_modes_answer_json(sim: SimulatorProcess) -> None:
+    import json
+
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    structured = post_chat(
+        sim,
+        model="json",
+        messages=TOOL_PROMPT,
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+    ).json()
+    loose = post_chat(
+        sim,
+        model="json",
+        messages=[{"role": "user", "content": "reply in JSON"}],
+        response_format={"type": "json_object"},
+    ).json()
+
+    assert json.loads(structured["choices"][0]["message"]["content"]) == {"title": "sample"}
+    assert isinstance(json.loads(loose["choices"][0]["message"]["content"]), dict)
+
+
+ASSISTANT_CALL = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        (
+            [*TOOL_PROMPT, ASSISTANT_CALL, {"role": "tool", "tool_call_id": "call_9", "content": "x"}],
+            "messages.[2].role",
+        ),
+        ([*TOOL_PROMPT, {"role": "tool", "tool_call_id": "call_1", "content": "x"}],
+         "messages.[1].role"),
+        ([*TOOL_PROMPT, ASSISTANT_CALL, *TOOL_PROMPT], "messages.[1].role"),
+        ([*TOOL_PROMPT, ASSISTANT_CALL], "messages.[1].role"),
+    ],
+    ids=["unknown-call-id", "no-call-before", "call-not-answered", "call-left-open"],
+)
+def test_tool_messages_must_answer_the_calls_just_made(
+    sim: SimulatorProcess, messages: list[dict], param: str
+) -> None:
+    response = post_chat(sim, model="m", messages=messages, tools=[WEATHER_TOOL])
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["code"] is None
+    assert "tool" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"parallel_tool_calls": True}, "parallel_tool_calls"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": "sometimes"}, "tool_choice"),
+        (
+            {"tools": [WEATHER_TOOL],
+             "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "bad name"}}]},
+         "tools[0].function.name"),
+        ({"tools": []}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "messages"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"response_format": {"type": "yaml"}}, "response_format.type"),
+        (
+            {"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:text/plain;base64,aGk="}}]}]},
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {"messages": [{"role": "assistant", "content": [
+                {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}]}]},
+            "messages[0]",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "video"}]}]},
+         "messages[0].content[0].type"),
+    ],
+)
+def test_malformed_tool_image_and_format_fields_are_400s(
+    sim: SimulatorProcess, body: dict, param: str
+) -> None:
+    response = post_chat(sim, **{"model": "m", "messages": TOOL_PROMPT, **body})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param

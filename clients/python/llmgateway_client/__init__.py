@@ -12,6 +12,16 @@ Over TLS (mutual, with a client certificate):
 tls = TlsOptions.from_files(ca_file="ca.pem", cert_file="client.pem", key_file="client-key.pem")
 async with GatewayClient("gateway.internal:50051", token_source=minter, tls=tls) as client:
     ...
+
+Tools: declare them, run the calls the model makes, and send the results back:
+
+weather = Tool("get_weather", "Weather in a city", {"type": "object", ...})
+result = await client.generate("sim-chat", messages, tools=[weather])
+if result.finish_reason == "tool_calls":
+    messages.append(result.as_message())
+    for call in result.tool_calls:
+        messages.append(tool_result(call.id, run(call.name, call.parse_arguments())))
+    result = await client.generate("sim-chat", messages, tools=[weather])
 """
 
 from .auth import StaticToken, TokenMinter, TokenSource
@@ -28,6 +38,7 @@ from .errors import (
     InsufficientFunds,
     InternalError,
     InvalidArgument,
+    InvalidOutput,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -35,6 +46,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
     Unimplemented,
+    UnsupportedCapability,
 )
 from .retry import Backoff
 from .sync import Gateway, SyncGatewayClient
@@ -49,13 +61,16 @@ from .types import (
     DeleteResult,
     Document,
     DocumentResult,
+    EmbedResult,
     GenerateResult,
+    Image,
     IngestResult,
     ModelInfo,
     ModelList,
     PromptRef,
     PromptTemplate,
     RefundResult,
+    ResponseFormat,
     RetrievalConfig,
     RetrievedChunk,
     RetrieveResult,
@@ -64,11 +79,15 @@ from .types import (
     StreamStarted,
     Target,
     TextChunk,
+    Tool,
+    ToolCall,
+    ToolCallChunk,
     Transaction,
     TransactionList,
     Usage,
     UsageAmount,
     Wallet,
+    tool_result,
 )
 
 __version__ = "0.1.0"
@@ -90,15 +109,18 @@ __all__ = [
     "DeleteResult",
     "Document",
     "DocumentResult",
+    "EmbedResult",
     "FailedPrecondition",
     "Gateway",
     "GatewayClient",
     "GatewayError",
     "GenerateResult",
+    "Image",
     "IngestResult",
     "InsufficientFunds",
     "InternalError",
     "InvalidArgument",
+    "InvalidOutput",
     "ModelInfo",
     "ModelList",
     "NotFound",
@@ -108,6 +130,7 @@ __all__ = [
     "RateLimited",
     "RefundResult",
     "ResourceExhausted",
+    "ResponseFormat",
     "RetrievalConfig",
     "RetrieveResult",
     "RetrievedChunk",
@@ -121,13 +144,18 @@ __all__ = [
     "TlsOptions",
     "TokenMinter",
     "TokenSource",
+    "Tool",
+    "ToolCall",
+    "ToolCallChunk",
     "Transaction",
     "TransactionList",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "UnsupportedCapability",
     "Usage",
     "UsageAmount",
     "Wallet",
     "__version__",
+    "tool_result",
 ]

@@ -20,6 +20,7 @@ from typing import Any, Self, Unpack
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
+from llmgateway.v1 import generation_pb2
 
 from . import requests, results
 from .auth import TokenSource
@@ -29,10 +30,12 @@ from .metadata import MetadataPairs, call_metadata
 from .requests import GenerateOptions
 from .retry import Backoff, RetryPlan
 from .types import (
+    Billing,
     ChargeResult,
     CreditResult,
     DeleteResult,
     DocumentLike,
+    EmbedResult,
     GenerateResult,
     IngestResult,
     MessagesLike,
@@ -163,7 +166,12 @@ class GatewayClient:
         **options: Unpack[GenerateOptions],
     ) -> GenerateResult:
         """Generate a whole answer. Options: system, max_output_tokens, temperature, top_p,
-        top_k, stop, targets, end_user_id, billing, retrieval, prompt, metadata, bot, region.
+        top_k, stop, targets, end_user_id, billing, retrieval, prompt, metadata, bot, region,
+        tools, tool_choice, parallel_tool_calls, response_format (see `GenerateOptions`).
+
+        With tools the answer may be tool calls instead of text (finish reason
+        "tool_calls"): run them, then continue the conversation with
+        `result.as_message()` and a `tool_result(call.id, output)` per call.
         """
         request = requests.build_generate_request(model, messages, **options)
         response, trailers = await self._unary(
@@ -180,7 +188,8 @@ class GatewayClient:
         traceparent: str | None = None,
         **options: Unpack[GenerateOptions],
     ) -> AsyncIterator[StreamEvent]:
-        """Stream an answer: `StreamStarted`, `TextChunk`s, then one `StreamFinished`.
+        """Stream an answer: `StreamStarted`, `TextChunk`s (and `ToolCallChunk`s when the
+        model calls tools), then one `StreamFinished` with the text and tool calls assembled.
 
         Takes the same options as `generate` (bad arguments raise here, at the call; the
         RPC starts with the iteration). The call is retried on UNAVAILABLE only while
@@ -222,6 +231,35 @@ class GatewayClient:
             finally:
                 call.cancel()  # a no-op once the call is done; stops it if the caller left
             await asyncio.sleep(delay)
+
+    async def embed(
+        self,
+        model: str,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        billing: Billing | Mapping[str, str] | generation_pb2.BillingOptions | None = None,
+        end_user_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        traceparent: str | None = None,
+    ) -> EmbedResult:
+        """Embed texts with an embedding route (capability "embeddings", e.g. "sim-embed"):
+        one vector per input, in input order. Retried on UNAVAILABLE like every unary call;
+        with `billing` the idempotency key keeps a retry from being charged twice.
+        """
+        request = requests.build_embed_request(
+            model,
+            inputs,
+            dimensions=dimensions,
+            billing=billing,
+            end_user_id=end_user_id,
+            metadata=metadata,
+        )
+        response, trailers = await self._unary(
+            self._rpc.generation.Embed, request, timeout_s, traceparent
+        )
+        return results.parse_embed_response(response, trailers)
 
     async def list_models(
         self,

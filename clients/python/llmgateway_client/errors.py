@@ -35,6 +35,7 @@ __all__ = [
     "InsufficientFunds",
     "InternalError",
     "InvalidArgument",
+    "InvalidOutput",
     "NotFound",
     "PermissionDenied",
     "RateLimited",
@@ -42,6 +43,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "UnsupportedCapability",
     "error_from_rpc_error",
     "error_from_status",
 ]
@@ -130,6 +132,19 @@ class InsufficientFunds(FailedPrecondition):
     """FAILED_PRECONDITION with reason INSUFFICIENT_FUNDS: the wallet cannot cover the cost."""
 
 
+class InvalidOutput(FailedPrecondition):
+    """FAILED_PRECONDITION with reason INVALID_OUTPUT: no target answered in the form asked
+    for (JSON or tool calls), or a stream's answer turned out invalid at its end (then it
+    is not charged). The gateway already retried and fell back, so the client does not.
+    """
+
+
+class UnsupportedCapability(FailedPrecondition):
+    """FAILED_PRECONDITION with reason UNSUPPORTED_CAPABILITY: no target of the model's chain
+    has what the request needs; `error_metadata["capability"]` names it ("tools", "json"
+    or "images"). Choose another model (see `ModelInfo.capabilities`)."""
+
+
 class ResourceExhausted(GatewayError):
     default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -188,9 +203,11 @@ _BY_CODE: dict[grpc.StatusCode, type[GatewayError]] = {
 }
 
 # Reasons that deserve their own class because callers handle them differently from the
-# rest of their code (top up the wallet; slow down).
+# rest of their code (top up the wallet; slow down; fix the output form; pick another model).
 _BY_REASON: dict[tuple[grpc.StatusCode, str], type[GatewayError]] = {
     (grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS"): InsufficientFunds,
+    (grpc.StatusCode.FAILED_PRECONDITION, "INVALID_OUTPUT"): InvalidOutput,
+    (grpc.StatusCode.FAILED_PRECONDITION, "UNSUPPORTED_CAPABILITY"): UnsupportedCapability,
     (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"): RateLimited,
     (grpc.StatusCode.RESOURCE_EXHAUSTED, "BUDGET_EXCEEDED"): BudgetExceeded,
 }

@@ -8,11 +8,13 @@ in a BadRequest); this module only rejects what cannot be expressed in the proto
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict, TypeVar, Unpack, cast
 
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message as ProtoMessage
 from llmgateway.v1 import billing_pb2, generation_pb2, retrieval_pb2
 
 from .types import (
@@ -20,12 +22,19 @@ from .types import (
     ChatMessage,
     Document,
     DocumentLike,
+    Image,
     MessagesLike,
     PromptTemplate,
+    ResponseFormat,
+    ResponseFormatLike,
     RetrievalConfig,
     SearchMode,
     Target,
     TargetLike,
+    Tool,
+    ToolCall,
+    ToolChoiceLike,
+    ToolLike,
     UsageAmount,
 )
 
@@ -35,6 +44,7 @@ __all__ = [
     "build_create_wallet_request",
     "build_credit_wallet_request",
     "build_delete_documents_request",
+    "build_embed_request",
     "build_generate_request",
     "build_get_balance_request",
     "build_ingest_documents_request",
@@ -45,6 +55,8 @@ __all__ = [
     "build_stream_generate_request",
     "to_messages",
     "to_target",
+    "to_tool",
+    "to_tool_call",
 ]
 
 _SEARCH_MODES: dict[str, generation_pb2.SearchMode.ValueType] = {
@@ -52,6 +64,19 @@ _SEARCH_MODES: dict[str, generation_pb2.SearchMode.ValueType] = {
     "keyword": generation_pb2.SEARCH_MODE_KEYWORD,
     "hybrid": generation_pb2.SEARCH_MODE_HYBRID,
 }
+
+_TOOL_CHOICE_MODES: dict[str, generation_pb2.ToolChoiceMode.ValueType] = {
+    "auto": generation_pb2.TOOL_CHOICE_MODE_AUTO,
+    "none": generation_pb2.TOOL_CHOICE_MODE_NONE,
+    "required": generation_pb2.TOOL_CHOICE_MODE_REQUIRED,
+}
+
+_RESPONSE_FORMAT_TYPES: dict[str, generation_pb2.ResponseFormatType.ValueType] = {
+    "text": generation_pb2.RESPONSE_FORMAT_TYPE_TEXT,
+    "json_object": generation_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+}
+
+_MESSAGE_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "images"})
 
 _TRANSACTION_KINDS: dict[str, billing_pb2.TransactionKind.ValueType] = {
     "charge": billing_pb2.TRANSACTION_KIND_CHARGE,
@@ -78,6 +103,10 @@ class GenerateOptions(TypedDict, total=False):
     metadata: Mapping[str, str] | None
     bot: str | None
     region: str | None
+    tools: Sequence[ToolLike] | None
+    tool_choice: ToolChoiceLike | None
+    parallel_tool_calls: bool | None
+    response_format: ResponseFormatLike | None
 
 
 # --- generation -----------------------------------------------------------------------
@@ -121,13 +150,23 @@ def _fill_generate_fields(
     metadata: Mapping[str, str] | None = None,
     bot: str | None = None,
     region: str | None = None,
+    tools: Sequence[ToolLike] | None = None,
+    tool_choice: ToolChoiceLike | None = None,
+    parallel_tool_calls: bool | None = None,
+    response_format: ResponseFormatLike | None = None,
 ) -> _GenerateRequestT:
     """Map the generate arguments onto a (Stream)GenerateRequest, one argument per field.
 
     `model` may be "" when `bot` or `targets` choose the model. `messages` is a str (one
-    user message) or a sequence of `ChatMessage`, dicts `{"role": ..., "content": ...}`,
-    `(role, content)` tuples or protobuf Messages. `stop` is one stop sequence or several.
-    `system` becomes `system_instruction`; the sampling arguments become `config`.
+    user message) or a sequence of `ChatMessage`, dicts `{"role": ..., "content": ...}`
+    (optionally with "tool_calls", "tool_call_id" and "images"), `(role, content)` tuples
+    or protobuf Messages. `stop` is one stop sequence or several. `system` becomes
+    `system_instruction`; the sampling arguments become `config`.
+
+    `tools` are `Tool`s or dicts `{"name", "description", "parameters"}`; `tool_choice`
+    is "auto", "none", "required" or the name of the tool the model must call.
+    `response_format` is "text", "json_object", or a schema (`ResponseFormat` or a dict
+    `{"schema", "name", "strict"}`) for JSON matching it.
     """
     request.model = model or ""
     request.messages.extend(to_messages(messages))
@@ -152,6 +191,37 @@ def _fill_generate_fields(
         request.bot = bot
     if region:
         request.region = region
+    if tools:
+        request.tools.extend(to_tool(tool) for tool in tools)
+    if tool_choice is not None:
+        request.tool_choice.CopyFrom(_tool_choice(tool_choice))
+    if parallel_tool_calls is not None:
+        request.parallel_tool_calls = bool(parallel_tool_calls)
+    if response_format is not None:
+        request.response_format.CopyFrom(_response_format(response_format))
+    return request
+
+
+def build_embed_request(
+    model: str,
+    inputs: str | Sequence[str],
+    *,
+    dimensions: int | None = None,
+    billing: Billing | Mapping[str, str] | generation_pb2.BillingOptions | None = None,
+    end_user_id: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> generation_pb2.EmbedRequest:
+    """An EmbedRequest; one str is one input. `dimensions` is proto3 `optional`: only an
+    explicit value is sent (it must then equal the route's dimension)."""
+    request = generation_pb2.EmbedRequest(
+        model=model, inputs=_string_list(inputs), end_user_id=end_user_id or ""
+    )
+    if dimensions is not None:
+        request.dimensions = dimensions
+    if billing is not None:
+        request.billing.CopyFrom(_billing_options(billing))
+    if metadata:
+        request.metadata.update({str(key): str(value) for key, value in metadata.items()})
     return request
 
 
@@ -174,16 +244,126 @@ def _to_message(item: object) -> generation_pb2.Message:
     if isinstance(item, generation_pb2.Message):
         return item
     if isinstance(item, ChatMessage):
-        return generation_pb2.Message(role=item.role, content=item.content)
+        return _message(item.role, item.content, item.tool_calls, item.tool_call_id, item.images)
     if isinstance(item, Mapping):
-        unknown = set(item) - {"role", "content"}
+        unknown = set(item) - _MESSAGE_KEYS
         if unknown or "role" not in item:
-            raise ValueError(f"a message dict needs 'role' and 'content', got keys {sorted(item)}")
-        return generation_pb2.Message(role=item["role"], content=item.get("content", ""))
+            raise ValueError(
+                f"a message dict needs 'role' and may have {sorted(_MESSAGE_KEYS - {'role'})}, "
+                f"got keys {sorted(item)}"
+            )
+        return _message(
+            item["role"],
+            item.get("content") or "",
+            item.get("tool_calls") or (),
+            item.get("tool_call_id") or "",
+            item.get("images") or (),
+        )
     if isinstance(item, tuple) and len(item) == 2:
         role, content = item
         return generation_pb2.Message(role=role, content=content)
     raise TypeError(f"cannot use {type(item).__name__} as a message")
+
+
+def _message(
+    role: str,
+    content: str,
+    tool_calls: Iterable[ToolCall | Mapping[str, Any] | generation_pb2.ToolCall],
+    tool_call_id: str,
+    images: Iterable[Image | Mapping[str, Any] | generation_pb2.ImagePart],
+) -> generation_pb2.Message:
+    """Images become `image` content parts after `content`, the only place the proto has."""
+    single = Mapping | str | bytes | ToolCall | Image | ProtoMessage
+    if isinstance(tool_calls, single) or isinstance(images, single):
+        raise TypeError("'tool_calls' and 'images' are lists; wrap a single one in a list")
+    return generation_pb2.Message(
+        role=role,
+        content=content,
+        tool_calls=[to_tool_call(call) for call in tool_calls],
+        tool_call_id=tool_call_id,
+        parts=[generation_pb2.ContentPart(image=_image_part(image)) for image in images],
+    )
+
+
+def to_tool_call(
+    call: ToolCall | Mapping[str, Any] | generation_pb2.ToolCall,
+) -> generation_pb2.ToolCall:
+    """A ToolCall from a `ToolCall` (as results return them), a dict or a protobuf ToolCall.
+
+    Dict arguments may be a value rather than JSON text; they are sent as its JSON text.
+    """
+    if isinstance(call, generation_pb2.ToolCall):
+        return call
+    if isinstance(call, Mapping):
+        arguments = call.get("arguments", "{}")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        call = ToolCall(id=call.get("id", ""), name=call.get("name", ""), arguments=arguments)
+    if isinstance(call, ToolCall):
+        return generation_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments)
+    raise TypeError(f"cannot use {type(call).__name__} as a tool call")
+
+
+def _image_part(
+    image: Image | Mapping[str, Any] | generation_pb2.ImagePart,
+) -> generation_pb2.ImagePart:
+    if isinstance(image, generation_pb2.ImagePart):
+        return image
+    if isinstance(image, Mapping):
+        image = Image(**image)
+    if isinstance(image, Image):
+        return generation_pb2.ImagePart(data=image.data, mime_type=image.mime_type, url=image.url)
+    raise TypeError(f"cannot use {type(image).__name__} as an image; use Image(data=, mime_type=)")
+
+
+def to_tool(tool: ToolLike) -> generation_pb2.Tool:
+    """A Tool from a `Tool`, a dict `{"name", "description", "parameters"}` or a protobuf Tool."""
+    if isinstance(tool, generation_pb2.Tool):
+        return tool
+    if isinstance(tool, Mapping):
+        tool = Tool(**tool)
+    if not isinstance(tool, Tool):
+        raise TypeError(f"cannot use {type(tool).__name__} as a tool")
+    message = generation_pb2.Tool(name=tool.name, description=tool.description)
+    if tool.parameters is not None:
+        message.parameters.CopyFrom(_struct(tool.parameters))
+    return message
+
+
+def _tool_choice(choice: ToolChoiceLike) -> generation_pb2.ToolChoice:
+    """ "auto" / "none" / "required" are modes; any other string names the tool to call."""
+    if isinstance(choice, generation_pb2.ToolChoice):
+        return choice
+    if not isinstance(choice, str):
+        raise TypeError(f"tool_choice must be a str, got {type(choice).__name__}")
+    mode = _TOOL_CHOICE_MODES.get(choice)
+    if mode is not None:
+        return generation_pb2.ToolChoice(mode=mode)
+    return generation_pb2.ToolChoice(mode=generation_pb2.TOOL_CHOICE_MODE_TOOL, name=choice)
+
+
+def _response_format(response_format: ResponseFormatLike) -> generation_pb2.ResponseFormat:
+    """ "text" / "json_object" by name; a schema (`ResponseFormat` or dict) is JSON_SCHEMA."""
+    if isinstance(response_format, generation_pb2.ResponseFormat):
+        return response_format
+    if isinstance(response_format, str):
+        try:
+            return generation_pb2.ResponseFormat(type=_RESPONSE_FORMAT_TYPES[response_format])
+        except KeyError:
+            raise ValueError(
+                "response_format must be 'text', 'json_object' or a schema "
+                f"(ResponseFormat or {{'schema': ...}}), got {response_format!r}"
+            ) from None
+    if isinstance(response_format, Mapping):
+        response_format = ResponseFormat(**response_format)
+    if not isinstance(response_format, ResponseFormat):
+        raise TypeError(f"cannot use {type(response_format).__name__} as a response format")
+    return generation_pb2.ResponseFormat(
+        type=generation_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+        schema=_struct(response_format.schema),
+        name=response_format.name,
+        strict=response_format.strict,
+    )
 
 
 def to_target(target: TargetLike) -> generation_pb2.Target:

@@ -24,6 +24,7 @@ from .types import (
     CreditResult,
     DeleteResult,
     DocumentResult,
+    EmbedResult,
     GenerateResult,
     IngestResult,
     ModelInfo,
@@ -36,6 +37,8 @@ from .types import (
     StreamStarted,
     Target,
     TextChunk,
+    ToolCall,
+    ToolCallChunk,
     Transaction,
     TransactionList,
     Usage,
@@ -47,6 +50,7 @@ __all__ = [
     "parse_charge_response",
     "parse_credit_wallet_response",
     "parse_delete_documents_response",
+    "parse_embed_response",
     "parse_generate_response",
     "parse_ingest_documents_response",
     "parse_list_models_response",
@@ -157,6 +161,10 @@ def _finish_reason(value: int) -> str:
     return enum_label(generation_pb2.FinishReason.DESCRIPTOR, value, "FINISH_REASON_")
 
 
+def _tool_calls(calls: Iterable[generation_pb2.ToolCall]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in calls)
+
+
 # --- generation -------------------------------------------------------------------------
 
 
@@ -176,19 +184,30 @@ def parse_generate_response(
         prompt=_prompt(response),
         latency_s=seconds(response.latency),
         raw=response,
+        tool_calls=_tool_calls(response.tool_calls),
     )
+
+
+class _PendingCall:
+    """A tool call being streamed: its id and name, and the argument pieces so far."""
+
+    def __init__(self, call_id: str, name: str) -> None:
+        self.id, self.name = call_id, name
+        self.arguments: list[str] = []
 
 
 class StreamAssembler:
     """Turns the events of one StreamGenerate call into typed events.
 
-    `start` and `delta` events are translated as they arrive. The `end` event is held
-    back until the call has closed, because only then are the trailers (the trace id
-    fallback) known; `finish()` builds the final `StreamFinished` with the whole text.
+    `start`, `delta` and `tool_call` events are translated as they arrive. The `end`
+    event is held back until the call has closed, because only then are the trailers
+    (the trace id fallback) known; `finish()` builds the final `StreamFinished` with the
+    whole text and the tool calls.
     """
 
     def __init__(self) -> None:
         self._parts: list[str] = []
+        self._calls: dict[int, _PendingCall] = {}
         self._started: StreamStarted | None = None
         self._end: generation_pb2.StreamEnd | None = None
         self.received_any = False
@@ -199,7 +218,7 @@ class StreamAssembler:
 
     def feed(
         self, response: generation_pb2.StreamGenerateResponse
-    ) -> StreamStarted | TextChunk | None:
+    ) -> StreamStarted | TextChunk | ToolCallChunk | None:
         """The typed event to hand to the caller now, or None (the held `end`)."""
         self.received_any = True
         kind = response.WhichOneof("event")
@@ -215,6 +234,16 @@ class StreamAssembler:
         if kind == "delta":
             self._parts.append(response.delta.text)
             return TextChunk(text=response.delta.text)
+        if kind == "tool_call":
+            piece = response.tool_call
+            pending = self._calls.setdefault(piece.index, _PendingCall(piece.id, piece.name))
+            pending.arguments.append(piece.arguments_delta)
+            return ToolCallChunk(
+                index=piece.index,
+                id=piece.id,
+                name=piece.name,
+                arguments_delta=piece.arguments_delta,
+            )
         if kind == "end":
             self._end = response.end
         return None  # `end`, or an event type newer than this client
@@ -242,6 +271,15 @@ class StreamAssembler:
             time_to_first_token_s=seconds(end.time_to_first_token),
             latency_s=seconds(end.latency),
             raw=end,
+            tool_calls=_tool_calls(end.tool_calls) or self._assembled_calls(),
+        )
+
+    def _assembled_calls(self) -> tuple[ToolCall, ...]:
+        """The calls put together from their pieces, for when the `end` event does not
+        list them (a stream cut short): what the caller saw, in index order."""
+        return tuple(
+            ToolCall(id=call.id, name=call.name, arguments="".join(call.arguments))
+            for _, call in sorted(self._calls.items())
         )
 
 
@@ -253,10 +291,29 @@ def parse_list_models_response(response: generation_pb2.ListModelsResponse) -> M
                 description=model.description,
                 targets=tuple(target_from_proto(target) for target in model.targets),
                 attributes=_struct_dict(model, "attributes"),
+                capabilities=tuple(model.capabilities),
             )
             for model in response.models
         ),
         next_page_token=response.next_page_token,
+        raw=response,
+    )
+
+
+def parse_embed_response(
+    response: generation_pb2.EmbedResponse, trailers: MetadataPairs | None = None
+) -> EmbedResult:
+    """Vectors in input order (by `index`, whatever order they arrived in)."""
+    ordered = sorted(response.embeddings, key=lambda embedding: embedding.index)
+    vectors = tuple(tuple(embedding.values) for embedding in ordered)
+    return EmbedResult(
+        vectors=vectors,
+        dimensions=response.dimensions or (len(vectors[0]) if vectors else 0),
+        usage=_usage(response.usage),
+        served_by=_target(response, "served_by"),
+        attempts=_attempts(response.attempts),
+        charge=_charge(response),
+        trace_id=response.trace_id or first_text(trailers, TRACE_ID_KEY),
         raw=response,
     )
 

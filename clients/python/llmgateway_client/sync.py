@@ -18,6 +18,7 @@ from typing import Any, Self, Unpack
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
+from llmgateway.v1 import generation_pb2
 
 from . import requests, results
 from .auth import TokenSource
@@ -27,10 +28,12 @@ from .metadata import MetadataPairs, call_metadata
 from .requests import GenerateOptions
 from .retry import Backoff, RetryPlan
 from .types import (
+    Billing,
     ChargeResult,
     CreditResult,
     DeleteResult,
     DocumentLike,
+    EmbedResult,
     GenerateResult,
     IngestResult,
     MessagesLike,
@@ -154,7 +157,8 @@ class Gateway:
         traceparent: str | None = None,
         **options: Unpack[GenerateOptions],
     ) -> Iterator[StreamEvent]:
-        """Iterate `StreamStarted`, `TextChunk`s and one `StreamFinished` (see the async client)."""
+        """Iterate `StreamStarted`, `TextChunk`s / `ToolCallChunk`s and one `StreamFinished`
+        (see the async client)."""
         request = requests.build_stream_generate_request(model, messages, **options)
         return self._stream(request, timeout_s, traceparent)
 
@@ -188,6 +192,35 @@ class Gateway:
             finally:
                 call.cancel()  # a no-op once the call is done; stops it if the caller left
             time.sleep(delay)
+
+    def embed(
+        self,
+        model: str,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        billing: Billing | Mapping[str, str] | generation_pb2.BillingOptions | None = None,
+        end_user_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        traceparent: str | None = None,
+    ) -> EmbedResult:
+        """Embed texts with an embedding route (capability "embeddings", e.g. "sim-embed"):
+        one vector per input, in input order. Retried on UNAVAILABLE like every unary call;
+        with `billing` the idempotency key keeps a retry from being charged twice.
+        """
+        request = requests.build_embed_request(
+            model,
+            inputs,
+            dimensions=dimensions,
+            billing=billing,
+            end_user_id=end_user_id,
+            metadata=metadata,
+        )
+        response, trailers = self._unary(
+            self._rpc.generation.Embed, request, timeout_s, traceparent
+        )
+        return results.parse_embed_response(response, trailers)
 
     def list_models(
         self,

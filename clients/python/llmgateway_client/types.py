@@ -8,9 +8,12 @@ result cannot be changed after the fact.
 
 from __future__ import annotations
 
+import json
+import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from google.protobuf.message import Message as ProtoMessage
@@ -28,7 +31,9 @@ __all__ = [
     "Document",
     "DocumentLike",
     "DocumentResult",
+    "EmbedResult",
     "GenerateResult",
+    "Image",
     "IngestResult",
     "MessagesLike",
     "ModelInfo",
@@ -36,6 +41,8 @@ __all__ = [
     "PromptRef",
     "PromptTemplate",
     "RefundResult",
+    "ResponseFormat",
+    "ResponseFormatLike",
     "RetrievalConfig",
     "RetrieveResult",
     "RetrievedChunk",
@@ -46,11 +53,17 @@ __all__ = [
     "Target",
     "TargetLike",
     "TextChunk",
+    "Tool",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolChoiceLike",
+    "ToolLike",
     "Transaction",
     "TransactionList",
     "Usage",
     "UsageAmount",
     "Wallet",
+    "tool_result",
 ]
 
 SearchMode: TypeAlias = Literal["vector", "keyword", "hybrid"]
@@ -60,11 +73,96 @@ SearchMode: TypeAlias = Literal["vector", "keyword", "hybrid"]
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A tool call the model made (`GenerateResult.tool_calls`), and the same value as input.
+
+    `arguments` stays the JSON text the gateway returned, so that sending the call back in
+    an assistant message repeats exactly what the model said; `parse_arguments()` gives
+    the value. The gateway has already checked that it is the JSON text of an object.
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def parse_arguments(self) -> Any:
+        """The arguments as a Python value (a dict for every call the gateway returns)."""
+        return json.loads(self.arguments) if self.arguments else {}
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in a user message: inline `data` with its `mime_type`, or an https `url`.
+
+    Set one of `data` and `url` (the gateway rejects both or neither, naming the field).
+    Gemini and Bedrock only take inline bytes, so `data` is the portable choice.
+    """
+
+    data: bytes = field(default=b"", repr=False)
+    mime_type: str = ""
+    url: str = ""
+
+    @classmethod
+    def from_file(cls, path: str | Path, mime_type: str | None = None) -> Image:
+        """Read an image file; the MIME type is guessed from the file name unless given."""
+        path = Path(path)
+        guessed = mime_type or mimetypes.guess_type(path.name)[0]
+        if not guessed:
+            raise ValueError(f"cannot tell the MIME type of {path.name}; pass mime_type=")
+        return cls(data=path.read_bytes(), mime_type=guessed)
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    """One conversation turn. Plain dicts and `(role, content)` tuples work too."""
+    """One conversation turn. Plain dicts and `(role, content)` tuples work too.
+
+    An assistant turn that called tools carries them in `tool_calls` (so the conversation
+    can continue after the tools ran); a "tool" turn answers the call `tool_call_id` (see
+    `tool_result`); a user turn may carry `images`, sent after `content`.
+    """
 
     role: str
-    content: str
+    content: str = ""
+    tool_calls: Sequence[ToolCall] = ()
+    tool_call_id: str = ""
+    images: Sequence[Image] = ()
+
+    def __post_init__(self) -> None:
+        # Tuples, so that a message built from a caller's list cannot change afterwards.
+        object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        object.__setattr__(self, "images", tuple(self.images))
+
+
+def tool_result(call_id: str, content: str | Mapping[str, Any] | Sequence[Any]) -> ChatMessage:
+    """The "tool" message answering the tool call `call_id` with its result.
+
+    `content` is the result as text; any other value is sent as its JSON text, which is
+    what models expect a tool to return.
+    """
+    text = content if isinstance(content, str) else json.dumps(content)
+    return ChatMessage(role="tool", content=text, tool_call_id=call_id)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call. `parameters` is the JSON Schema of its arguments
+    (top-level type "object"); None means the function takes no arguments."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """Ask for JSON matching `schema` (a JSON Schema). With `strict` the gateway also
+    validates the answer against the schema and retries or falls back when it does not
+    match; without it only that the answer is JSON is checked. `name` labels the schema
+    for vendors that want one (default "response")."""
+
+    schema: Mapping[str, Any]
+    name: str = ""
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,12 +226,19 @@ class UsageAmount:
     cached_input_tokens: int = 0
 
 
-MessageItem: TypeAlias = ChatMessage | Mapping[str, str] | tuple[str, str] | generation_pb2.Message
+MessageItem: TypeAlias = ChatMessage | Mapping[str, Any] | tuple[str, str] | generation_pb2.Message
 MessagesLike: TypeAlias = str | Sequence[MessageItem]
 TargetLike: TypeAlias = (
     Target | tuple[str, str] | tuple[str, str, str] | Mapping[str, str] | generation_pb2.Target
 )
 DocumentLike: TypeAlias = Document | Mapping[str, Any]
+ToolLike: TypeAlias = Tool | Mapping[str, Any] | generation_pb2.Tool
+# "auto", "none", "required", or the name of the one declared tool the model must call.
+ToolChoiceLike: TypeAlias = str | generation_pb2.ToolChoice
+# "text", "json_object", or a schema (`ResponseFormat` or its dict form) for JSON_SCHEMA.
+ResponseFormatLike: TypeAlias = (
+    str | ResponseFormat | Mapping[str, Any] | generation_pb2.ResponseFormat
+)
 
 
 # --- generation results ---------------------------------------------------------------
@@ -152,7 +257,9 @@ class Attempt:
     """One attempt (or skipped target) the gateway's fallback router made."""
 
     target: Target | None
-    outcome: str  # "success", "failed", "skipped_circuit_open", "skipped_deadline"
+    # "success", "failed", "skipped_circuit_open", "skipped_deadline",
+    # "skipped_unsupported" (the target lacks a capability the request needs)
+    outcome: str
     error_reason: str
     error_message: str
     latency_s: float
@@ -185,8 +292,12 @@ class PromptRef:
 
 @dataclass(frozen=True)
 class GenerateResult:
+    """The whole answer. With finish reason "tool_calls" the model asks for `tool_calls`
+    to be run: append `as_message()` and one `tool_result` per call, and generate again."""
+
     text: str
-    finish_reason: str  # "stop", "length", "content_filter", "error", "unspecified"
+    # "stop", "length", "content_filter", "error", "tool_calls", "unspecified"
+    finish_reason: str
     usage: Usage
     served_by: Target | None
     attempts: tuple[Attempt, ...]
@@ -196,6 +307,11 @@ class GenerateResult:
     prompt: PromptRef | None
     latency_s: float
     raw: generation_pb2.GenerateResponse = field(repr=False, compare=False)
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def as_message(self) -> ChatMessage:
+        """This answer as the assistant turn of a conversation (text and tool calls)."""
+        return ChatMessage(role="assistant", content=self.text, tool_calls=self.tool_calls)
 
 
 @dataclass(frozen=True)
@@ -216,8 +332,21 @@ class TextChunk:
 
 
 @dataclass(frozen=True)
+class ToolCallChunk:
+    """A piece of a tool call: append `arguments_delta` to the arguments of the call at
+    `index` (`id` and `name` are the same on every piece of one call). `StreamFinished`
+    carries the assembled calls, so most callers only look there."""
+
+    index: int
+    id: str
+    name: str
+    arguments_delta: str
+
+
+@dataclass(frozen=True)
 class StreamFinished:
-    """Last stream event. `text` is the whole answer assembled from the chunks."""
+    """Last stream event. `text` is the whole answer assembled from the chunks, and
+    `tool_calls` the calls the model made (finish reason "tool_calls")."""
 
     text: str
     finish_reason: str
@@ -231,9 +360,14 @@ class StreamFinished:
     time_to_first_token_s: float
     latency_s: float
     raw: generation_pb2.StreamEnd = field(repr=False, compare=False)
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def as_message(self) -> ChatMessage:
+        """The streamed answer as the assistant turn of a conversation."""
+        return ChatMessage(role="assistant", content=self.text, tool_calls=self.tool_calls)
 
 
-StreamEvent: TypeAlias = StreamStarted | TextChunk | StreamFinished
+StreamEvent: TypeAlias = StreamStarted | TextChunk | ToolCallChunk | StreamFinished
 
 
 @dataclass(frozen=True)
@@ -242,6 +376,23 @@ class ModelInfo:
     description: str
     targets: tuple[Target, ...]
     attributes: Mapping[str, Any]
+    # What requests to this name may use: "tools", "json", "images", or "embeddings"
+    # (an `embed` route). Requests needing a capability skip targets without it.
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """One vector per input, in input order, all `dimensions` long."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    dimensions: int
+    usage: Usage
+    served_by: Target | None
+    attempts: tuple[Attempt, ...]
+    charge: ChargeSummary | None
+    trace_id: str
+    raw: generation_pb2.EmbedResponse = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)

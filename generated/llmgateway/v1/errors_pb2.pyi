@@ -104,6 +104,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_ABORTED: _ErrorReason.ValueType  # 38
     """ABORTED: the write lost a race with concurrent writes several times; retry it."""
+    ERROR_REASON_INVALID_OUTPUT: _ErrorReason.ValueType  # 39
+    """FAILED_PRECONDITION / UNAVAILABLE: the model's answer was not in the form the request
+    asked for (JSON not matching the response format, a call to an undeclared tool,
+    tool arguments that are not a JSON object) on every target tried, or a stream's
+    answer turned out invalid at its end (not charged).
+    """
+    ERROR_REASON_UNSUPPORTED_CAPABILITY: _ErrorReason.ValueType  # 40
+    """FAILED_PRECONDITION: no target of the chain has a capability the request needs
+    (metadata "capability": tools, json or images).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable error reasons of this API. Every error status carries a
@@ -195,4 +205,14 @@ ERROR_REASON_PRICE_UNKNOWN: ErrorReason.ValueType  # 37
 """
 ERROR_REASON_ABORTED: ErrorReason.ValueType  # 38
 """ABORTED: the write lost a race with concurrent writes several times; retry it."""
+ERROR_REASON_INVALID_OUTPUT: ErrorReason.ValueType  # 39
+"""FAILED_PRECONDITION / UNAVAILABLE: the model's answer was not in the form the request
+asked for (JSON not matching the response format, a call to an undeclared tool,
+tool arguments that are not a JSON object) on every target tried, or a stream's
+answer turned out invalid at its end (not charged).
+"""
+ERROR_REASON_UNSUPPORTED_CAPABILITY: ErrorReason.ValueType  # 40
+"""FAILED_PRECONDITION: no target of the chain has a capability the request needs
+(metadata "capability": tools, json or images).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -21,6 +21,66 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ToolChoiceMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolChoiceModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolChoiceMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_CHOICE_MODE_UNSPECIFIED: _ToolChoiceMode.ValueType  # 0
+    """Defaults to TOOL_CHOICE_MODE_AUTO."""
+    TOOL_CHOICE_MODE_AUTO: _ToolChoiceMode.ValueType  # 1
+    """The model decides whether to call a tool."""
+    TOOL_CHOICE_MODE_NONE: _ToolChoiceMode.ValueType  # 2
+    """The model must not call a tool."""
+    TOOL_CHOICE_MODE_REQUIRED: _ToolChoiceMode.ValueType  # 3
+    """The model must call at least one tool."""
+    TOOL_CHOICE_MODE_TOOL: _ToolChoiceMode.ValueType  # 4
+    """The model must call the tool named in `ToolChoice.name`."""
+
+class ToolChoiceMode(_ToolChoiceMode, metaclass=_ToolChoiceModeEnumTypeWrapper):
+    """How the model may use the declared tools."""
+
+TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.ValueType  # 0
+"""Defaults to TOOL_CHOICE_MODE_AUTO."""
+TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.ValueType  # 1
+"""The model decides whether to call a tool."""
+TOOL_CHOICE_MODE_NONE: ToolChoiceMode.ValueType  # 2
+"""The model must not call a tool."""
+TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
+"""The model must call at least one tool."""
+TOOL_CHOICE_MODE_TOOL: ToolChoiceMode.ValueType  # 4
+"""The model must call the tool named in `ToolChoice.name`."""
+Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
+
+class _ResponseFormatType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResponseFormatTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResponseFormatType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESPONSE_FORMAT_TYPE_UNSPECIFIED: _ResponseFormatType.ValueType  # 0
+    """Defaults to RESPONSE_FORMAT_TYPE_TEXT."""
+    RESPONSE_FORMAT_TYPE_TEXT: _ResponseFormatType.ValueType  # 1
+    """Free text."""
+    RESPONSE_FORMAT_TYPE_JSON_OBJECT: _ResponseFormatType.ValueType  # 2
+    """A JSON object (any shape)."""
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA: _ResponseFormatType.ValueType  # 3
+    """JSON matching `ResponseFormat.schema`."""
+
+class ResponseFormatType(_ResponseFormatType, metaclass=_ResponseFormatTypeEnumTypeWrapper):
+    """The form of the answer."""
+
+RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.ValueType  # 0
+"""Defaults to RESPONSE_FORMAT_TYPE_TEXT."""
+RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.ValueType  # 1
+"""Free text."""
+RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.ValueType  # 2
+"""A JSON object (any shape)."""
+RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.ValueType  # 3
+"""JSON matching `ResponseFormat.schema`."""
+Global___ResponseFormatType: _TypeAlias = ResponseFormatType  # noqa: Y015
+
 class _SearchMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -65,6 +125,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The vendor's safety system blocked the output."""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 4
     """The upstream failed after output had started (streams only)."""
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 5
+    """The model called tools: see `tool_calls`, run them, and send their results back as
+    "tool" messages.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """Why generation stopped."""
@@ -79,6 +143,10 @@ FINISH_REASON_CONTENT_FILTER: FinishReason.ValueType  # 3
 """The vendor's safety system blocked the output."""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 4
 """The upstream failed after output had started (streams only)."""
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 5
+"""The model called tools: see `tool_calls`, run them, and send their results back as
+"tool" messages.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 class _AttemptOutcome:
@@ -97,6 +165,10 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     """Not tried: the target's circuit breaker is open."""
     ATTEMPT_OUTCOME_SKIPPED_DEADLINE: _AttemptOutcome.ValueType  # 4
     """Not tried: too little of the deadline was left."""
+    ATTEMPT_OUTCOME_SKIPPED_UNSUPPORTED: _AttemptOutcome.ValueType  # 5
+    """Not tried: the target lacks a capability the request needs (tools, json, images);
+    `error_message` names it.
+    """
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """What happened to one attempt at one target."""
@@ -111,6 +183,10 @@ ATTEMPT_OUTCOME_SKIPPED_CIRCUIT_OPEN: AttemptOutcome.ValueType  # 3
 """Not tried: the target's circuit breaker is open."""
 ATTEMPT_OUTCOME_SKIPPED_DEADLINE: AttemptOutcome.ValueType  # 4
 """Not tried: too little of the deadline was left."""
+ATTEMPT_OUTCOME_SKIPPED_UNSUPPORTED: AttemptOutcome.ValueType  # 5
+"""Not tried: the target lacks a capability the request needs (tools, json, images);
+`error_message` names it.
+"""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
 @_typing.final
@@ -122,15 +198,27 @@ class Message(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     PARTS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     role: _builtins.str
-    """The author: "user", "assistant" or "system". A "system" message is merged into the
-    system instruction for vendors that take it separately.
+    """The author: "user", "assistant", "system" or "tool". A "system" message is merged
+    into the system instruction for vendors that take it separately. A "tool" message
+    answers the tool call `tool_call_id` made by an earlier assistant message; its
+    `content` is the result (text or JSON text).
     """
     content: _builtins.str
     """The text of the message. Most callers only set this."""
+    tool_call_id: _builtins.str
+    """The call this message answers (role "tool" only)."""
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentPart]:
-        """Richer content, appended after `content` in order. Optional."""
+        """Richer content, appended after `content` in order: text and images. Optional."""
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """Tool calls the assistant made (assistant messages only), as returned in
+        GenerateResponse.tool_calls, so that a conversation can continue after the tools ran.
+        """
 
     def __init__(
         self,
@@ -138,10 +226,12 @@ class Message(_message.Message):
         role: _builtins.str = ...,
         content: _builtins.str = ...,
         parts: _abc.Iterable[Global___ContentPart] | None = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "parts", b"parts", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "parts", b"parts", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,22 +244,198 @@ class ContentPart(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Plain text."""
+    @_builtins.property
+    def image(self) -> Global___ImagePart:
+        """An image (models with the "images" capability)."""
+
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
+        image: Global___ImagePart | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
 Global___ContentPart: _TypeAlias = ContentPart  # noqa: Y015
+
+@_typing.final
+class ImagePart(_message.Message):
+    """An image: inline bytes with their MIME type, or a URL the vendor fetches (not every
+    vendor takes URLs: Gemini and Bedrock need inline bytes).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The image bytes (at most 5 MiB). Set `data` or `url`, not both."""
+    mime_type: _builtins.str
+    """The MIME type of `data`: "image/png", "image/jpeg", "image/gif" or "image/webp"."""
+    url: _builtins.str
+    """An https URL of the image."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        mime_type: _builtins.str = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "mime_type", b"mime_type", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImagePart: _TypeAlias = ImagePart  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """A function the model may call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name the model calls it by: 1-64 characters of [A-Za-z0-9_-], unique in the
+    request.
+    """
+    description: _builtins.str
+    """What the tool does and when to use it (the model reads this)."""
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """The JSON Schema of the arguments; its top level must be of type "object".
+        Empty means no arguments.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolChoice(_message.Message):
+    """Which tools the model may or must call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    mode: Global___ToolChoiceMode.ValueType
+    """The mode; TOOL_CHOICE_MODE_TOOL needs `name`."""
+    name: _builtins.str
+    """A declared tool's name (mode TOOL, or mode unset: then it means TOOL)."""
+    def __init__(
+        self,
+        *,
+        mode: Global___ToolChoiceMode.ValueType = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolChoice: _TypeAlias = ToolChoice  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    """A tool call made by the model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The call's id (1-64 characters of [A-Za-z0-9_-]); a "tool" message answering it
+    sets `tool_call_id` to this. Stable across vendors: a conversation may continue on
+    another vendor.
+    """
+    name: _builtins.str
+    """The tool called (always one the request declared)."""
+    arguments: _builtins.str
+    """The arguments, as the JSON text of an object."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
+
+@_typing.final
+class ResponseFormat(_message.Message):
+    """Ask for JSON. The gateway checks the answer: text that is not JSON (JSON_OBJECT,
+    JSON_SCHEMA) or, with `strict`, JSON that does not match the schema is an
+    `invalid_output` attempt — the router retries or falls back, and a stream whose
+    output turns out invalid ends with FAILED_PRECONDITION reason INVALID_OUTPUT (and is
+    not charged).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    SCHEMA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    type: Global___ResponseFormatType.ValueType
+    """The form."""
+    name: _builtins.str
+    """A name for the schema (1-64 characters of [A-Za-z0-9_-]; default "response")."""
+    strict: _builtins.bool
+    """Enforce the schema: vendors that can constrain decoding do, and the gateway
+    validates the answer against the schema.
+    """
+    @_builtins.property
+    def schema(self) -> _struct_pb2.Struct:
+        """The JSON Schema of the answer (JSON_SCHEMA only; required there)."""
+
+    def __init__(
+        self,
+        *,
+        type: Global___ResponseFormatType.ValueType = ...,
+        schema: _struct_pb2.Struct | None = ...,
+        name: _builtins.str = ...,
+        strict: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "schema", b"schema", "strict", b"strict", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015
 
 @_typing.final
 class Target(_message.Message):
@@ -466,6 +732,10 @@ class GenerateRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     BOT_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """A model or route name as listed by ListModels (e.g. "sim-fast", "gpt-4o-mini").
     Required unless `bot` or `targets` is set.
@@ -480,6 +750,8 @@ class GenerateRequest(_message.Message):
     """A bot whose active configuration supplies model, parameters and prompt. Optional."""
     region: _builtins.str
     """Preferred vendor region (e.g. "ap-south-1"), tried first where a target has several."""
+    parallel_tool_calls: _builtins.bool
+    """Whether the model may call several tools in one answer (vendors that have the knob)."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
         """The conversation, oldest first. At least one message."""
@@ -508,6 +780,20 @@ class GenerateRequest(_message.Message):
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels recorded with the usage record (at most 32 entries)."""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """Functions the model may call (at most 128). Targets without the "tools" capability
+        are skipped.
+        """
+
+    @_builtins.property
+    def tool_choice(self) -> Global___ToolChoice:
+        """Which tools the model may or must call. Default: AUTO."""
+
+    @_builtins.property
+    def response_format(self) -> Global___ResponseFormat:
+        """Ask for JSON. Targets without the "json" capability are skipped."""
+
     def __init__(
         self,
         *,
@@ -523,12 +809,18 @@ class GenerateRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         bot: _builtins.str = ...,
         region: _builtins.str = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        tool_choice: Global___ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
+        response_format: Global___ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["billing", b"billing", "config", b"config", "prompt", b"prompt", "retrieval", b"retrieval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "billing", b"billing", "config", b"config", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "response_format", b"response_format", "retrieval", b"retrieval", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing", b"billing", "bot", b"bot", "config", b"config", "end_user_id", b"end_user_id", "messages", b"messages", "metadata", b"metadata", "model", b"model", "prompt", b"prompt", "region", b"region", "retrieval", b"retrieval", "system_instruction", b"system_instruction", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "billing", b"billing", "bot", b"bot", "config", b"config", "end_user_id", b"end_user_id", "messages", b"messages", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "region", b"region", "response_format", b"response_format", "retrieval", b"retrieval", "system_instruction", b"system_instruction", "targets", b"targets", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
 
@@ -570,6 +862,10 @@ class StreamGenerateRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     BOT_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """A model or route name as listed by ListModels (e.g. "sim-fast", "gpt-4o-mini").
     Required unless `bot` or `targets` is set.
@@ -582,6 +878,8 @@ class StreamGenerateRequest(_message.Message):
     """A bot whose active configuration supplies model, parameters and prompt. Optional."""
     region: _builtins.str
     """Preferred vendor region, tried first where a target has several."""
+    parallel_tool_calls: _builtins.bool
+    """Whether the model may call several tools in one answer."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
         """The conversation, oldest first. At least one message."""
@@ -610,6 +908,18 @@ class StreamGenerateRequest(_message.Message):
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels recorded with the usage record (at most 32 entries)."""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """Functions the model may call (at most 128)."""
+
+    @_builtins.property
+    def tool_choice(self) -> Global___ToolChoice:
+        """Which tools the model may or must call. Default: AUTO."""
+
+    @_builtins.property
+    def response_format(self) -> Global___ResponseFormat:
+        """Ask for JSON."""
+
     def __init__(
         self,
         *,
@@ -625,12 +935,18 @@ class StreamGenerateRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         bot: _builtins.str = ...,
         region: _builtins.str = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        tool_choice: Global___ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
+        response_format: Global___ResponseFormat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["billing", b"billing", "config", b"config", "prompt", b"prompt", "retrieval", b"retrieval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "billing", b"billing", "config", b"config", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "response_format", b"response_format", "retrieval", b"retrieval", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing", b"billing", "bot", b"bot", "config", b"config", "end_user_id", b"end_user_id", "messages", b"messages", "metadata", b"metadata", "model", b"model", "prompt", b"prompt", "region", b"region", "retrieval", b"retrieval", "system_instruction", b"system_instruction", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "billing", b"billing", "bot", b"bot", "config", b"config", "end_user_id", b"end_user_id", "messages", b"messages", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "region", b"region", "response_format", b"response_format", "retrieval", b"retrieval", "system_instruction", b"system_instruction", "targets", b"targets", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___StreamGenerateRequest: _TypeAlias = StreamGenerateRequest  # noqa: Y015
 
@@ -836,6 +1152,7 @@ class GenerateResponse(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
     BOT_CONFIG_ID_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The generated text."""
     finish_reason: Global___FinishReason.ValueType
@@ -872,6 +1189,10 @@ class GenerateResponse(_message.Message):
     def latency(self) -> _duration_pb2.Duration:
         """Time from the request to the answer."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """The tools the model called (finish reason TOOL_CALLS)."""
+
     def __init__(
         self,
         *,
@@ -886,10 +1207,11 @@ class GenerateResponse(_message.Message):
         prompt: Global___PromptRef | None = ...,
         latency: _duration_pb2.Duration | None = ...,
         bot_config_id: _builtins.str = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bot_config_id", b"bot_config_id", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "text", b"text", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bot_config_id", b"bot_config_id", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "text", b"text", "tool_calls", b"tool_calls", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -952,6 +1274,43 @@ class TextDelta(_message.Message):
 Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
 
 @_typing.final
+class ToolCallDelta(_message.Message):
+    """A piece of a tool call being streamed. Every piece of one call carries the same
+    `index`, `id` and `name`; append `arguments_delta` to get the arguments' JSON text.
+    The `end` event carries the assembled calls.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_DELTA_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The call's position in the answer (0, 1, ...)."""
+    id: _builtins.str
+    """The call's id (the same on every piece)."""
+    name: _builtins.str
+    """The tool called (the same on every piece)."""
+    arguments_delta: _builtins.str
+    """JSON text to append to the call's arguments (may be empty)."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_delta: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_delta", b"arguments_delta", "id", b"id", "index", b"index", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallDelta: _TypeAlias = ToolCallDelta  # noqa: Y015
+
+@_typing.final
 class StreamEnd(_message.Message):
     """Last event of a stream."""
 
@@ -968,6 +1327,7 @@ class StreamEnd(_message.Message):
     TIME_TO_FIRST_TOKEN_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
     BOT_CONFIG_ID_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why generation stopped."""
     trace_id: _builtins.str
@@ -1006,6 +1366,10 @@ class StreamEnd(_message.Message):
     def latency(self) -> _duration_pb2.Duration:
         """Total time of the stream."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """The tool calls of the answer, assembled (finish reason TOOL_CALLS)."""
+
     def __init__(
         self,
         *,
@@ -1020,10 +1384,11 @@ class StreamEnd(_message.Message):
         time_to_first_token: _duration_pb2.Duration | None = ...,
         latency: _duration_pb2.Duration | None = ...,
         bot_config_id: _builtins.str = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "time_to_first_token", b"time_to_first_token", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bot_config_id", b"bot_config_id", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "time_to_first_token", b"time_to_first_token", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "bot_config_id", b"bot_config_id", "charge", b"charge", "citations", b"citations", "finish_reason", b"finish_reason", "latency", b"latency", "prompt", b"prompt", "served_by", b"served_by", "time_to_first_token", b"time_to_first_token", "tool_calls", b"tool_calls", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1038,6 +1403,7 @@ class StreamGenerateResponse(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def start(self) -> Global___StreamStart:
         """Sent once, first."""
@@ -1050,18 +1416,23 @@ class StreamGenerateResponse(_message.Message):
     def end(self) -> Global___StreamEnd:
         """Sent once, last."""
 
+    @_builtins.property
+    def tool_call(self) -> Global___ToolCallDelta:
+        """Sent as a tool call's arguments arrive."""
+
     def __init__(
         self,
         *,
         start: Global___StreamStart | None = ...,
         delta: Global___TextDelta | None = ...,
         end: Global___StreamEnd | None = ...,
+        tool_call: Global___ToolCallDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "start", b"start", "tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "start", b"start", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["start", "delta", "end"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["start", "delta", "end", "tool_call"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -1103,6 +1474,7 @@ class Model(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     TARGETS_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The name to put in GenerateRequest.model."""
     description: _builtins.str
@@ -1115,6 +1487,13 @@ class Model(_message.Message):
     def attributes(self) -> _struct_pb2.Struct:
         """Attributes such as pricing, as configured."""
 
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What requests to this name may use: "tools", "json", "images" (some target of the
+        chain has it; targets without it are skipped for such requests) or "embeddings"
+        (an Embed route).
+        """
+
     def __init__(
         self,
         *,
@@ -1122,10 +1501,11 @@ class Model(_message.Message):
         description: _builtins.str = ...,
         targets: _abc.Iterable[Global___Target] | None = ...,
         attributes: _struct_pb2.Struct | None = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "description", b"description", "name", b"name", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "capabilities", b"capabilities", "description", b"description", "name", b"name", "targets", b"targets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1158,3 +1538,159 @@ class ListModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class EmbedRequest(_message.Message):
+    """Request for Embed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    BILLING_FIELD_NUMBER: _builtins.int
+    END_USER_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """An embedding route as listed by ListModels (capability "embeddings"), e.g.
+    "sim-embed". Required.
+    """
+    dimensions: _builtins.int
+    """The vector size wanted; must equal the route's configured dimension when set."""
+    end_user_id: _builtins.str
+    """The end user on whose behalf the call is made. Optional."""
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The texts to embed (1..256, none empty, each at most 32 KiB)."""
+
+    @_builtins.property
+    def billing(self) -> Global___BillingOptions:
+        """Which wallet pays (per input token). Optional."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form labels recorded with the usage record (at most 32 entries)."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        inputs: _abc.Iterable[_builtins.str] | None = ...,
+        dimensions: _builtins.int | None = ...,
+        billing: Global___BillingOptions | None = ...,
+        end_user_id: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "billing", b"billing", "dimensions", b"dimensions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "billing", b"billing", "dimensions", b"dimensions", "end_user_id", b"end_user_id", "inputs", b"inputs", "metadata", b"metadata", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
+    _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dimensions) -> _WhichOneofReturnType__dimensions | None: ...
+
+Global___EmbedRequest: _TypeAlias = EmbedRequest  # noqa: Y015
+
+@_typing.final
+class Embedding(_message.Message):
+    """One input's vector."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The input's position in `EmbedRequest.inputs`."""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The vector."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Embedding: _TypeAlias = Embedding  # noqa: Y015
+
+@_typing.final
+class EmbedResponse(_message.Message):
+    """Response for Embed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMBEDDINGS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    SERVED_BY_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CHARGE_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    trace_id: _builtins.str
+    """The W3C trace id of this call."""
+    dimensions: _builtins.int
+    """The vector size."""
+    @_builtins.property
+    def embeddings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Embedding]:
+        """One vector per input, in input order."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Tokens used (input_tokens only)."""
+
+    @_builtins.property
+    def served_by(self) -> Global___Target:
+        """The target that produced the vectors."""
+
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
+        """Every attempt made, in order."""
+
+    @_builtins.property
+    def charge(self) -> Global___ChargeSummary:
+        """The charge made (when billing was requested)."""
+
+    def __init__(
+        self,
+        *,
+        embeddings: _abc.Iterable[Global___Embedding] | None = ...,
+        usage: Global___Usage | None = ...,
+        served_by: Global___Target | None = ...,
+        attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        charge: Global___ChargeSummary | None = ...,
+        trace_id: _builtins.str = ...,
+        dimensions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge", "served_by", b"served_by", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "charge", b"charge", "dimensions", b"dimensions", "embeddings", b"embeddings", "served_by", b"served_by", "trace_id", b"trace_id", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmbedResponse: _TypeAlias = EmbedResponse  # noqa: Y015

@@ -56,6 +56,11 @@ class GenerationServiceStub:
                 request_serializer=llmgateway_dot_v1_dot_generation__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=llmgateway_dot_v1_dot_generation__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/llmgateway.v1.GenerationService/Embed',
+                request_serializer=llmgateway_dot_v1_dot_generation__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_generation__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -96,6 +101,16 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed turns texts into vectors through the same router as Generate (fallback,
+        limits, billing per input token, usage records). `model` names an embedding route
+        as listed by ListModels (capability "embeddings").
+        Requires the `generate` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +128,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=llmgateway_dot_v1_dot_generation__pb2.ListModelsRequest.FromString,
                     response_serializer=llmgateway_dot_v1_dot_generation__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=llmgateway_dot_v1_dot_generation__pb2.EmbedRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_generation__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -203,6 +223,33 @@ class GenerationService:
             '/llmgateway.v1.GenerationService/ListModels',
             llmgateway_dot_v1_dot_generation__pb2.ListModelsRequest.SerializeToString,
             llmgateway_dot_v1_dot_generation__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.GenerationService/Embed',
+            llmgateway_dot_v1_dot_generation__pb2.EmbedRequest.SerializeToString,
+            llmgateway_dot_v1_dot_generation__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

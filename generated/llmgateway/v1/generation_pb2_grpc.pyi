@@ -56,6 +56,12 @@ class GenerationServiceStub:
     """ListModels lists the models and named routes this gateway serves.
     Requires the `generate` scope.
     """
+    Embed: _grpc.UnaryUnaryMultiCallable[_generation_pb2.EmbedRequest, _generation_pb2.EmbedResponse]
+    """Embed turns texts into vectors through the same router as Generate (fallback,
+    limits, billing per input token, usage records). `model` names an embedding route
+    as listed by ListModels (capability "embeddings").
+    Requires the `generate` scope.
+    """
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -83,6 +89,12 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels lists the models and named routes this gateway serves.
+    Requires the `generate` scope.
+    """
+    Embed: _aio.UnaryUnaryMultiCallable[_generation_pb2.EmbedRequest, _generation_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Embed turns texts into vectors through the same router as Generate (fallback,
+    limits, billing per input token, usage records). `model` names an embedding route
+    as listed by ListModels (capability "embeddings").
     Requires the `generate` scope.
     """
 
@@ -127,6 +139,18 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_generation_pb2.ListModelsResponse, _abc.Awaitable[_generation_pb2.ListModelsResponse]]:
         """ListModels lists the models and named routes this gateway serves.
+        Requires the `generate` scope.
+        """
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _generation_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.EmbedResponse, _abc.Awaitable[_generation_pb2.EmbedResponse]]:
+        """Embed turns texts into vectors through the same router as Generate (fallback,
+        limits, billing per input token, usage records). `model` names an embedding route
+        as listed by ListModels (capability "embeddings").
         Requires the `generate` scope.
         """
 
