@@ -48,6 +48,29 @@ def struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
     return value
 
 
+def struct_dict(value: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain JSON values, with integral numbers as ints (see ``plain``): one
+    walk, several times cheaper than ``json_format.MessageToDict`` + ``plain`` (a tool
+    schema is converted on every call that declares it)."""
+    return {key: _value(item) for key, item in value.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() else number
+    if kind == "struct_value":
+        return struct_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
 def plain(value: Any) -> Any:
     """Struct numbers are doubles; keep 3 as 3 (not 3.0) so filters on "3" match."""
     if isinstance(value, float) and value.is_integer():

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from llmgateway.v1 import generation_pb2 as pb
 from llmgateway.v1 import generation_pb2_grpc as pb_grpc
 
@@ -101,7 +101,7 @@ def _message(message: pb.Message, at: str, bad: list[FieldViolation]) -> ChatMes
 
 
 def _schema(value: struct_pb2.Struct) -> dict[str, object]:
-    return wire.plain(json_format.MessageToDict(value))
+    return wire.struct_dict(value)
 
 
 def _tools(request: GenerationRequest) -> tuple[Tool, ...]:

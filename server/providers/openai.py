@@ -265,22 +265,37 @@ def translate_event(chunk: dict[str, Any], usage: Usage) -> StreamUpdate:
 
 def tool_pieces(items: Any) -> tuple[ToolCallDelta, ...]:
     """A delta's ``tool_calls`` items → pieces keyed by the vendor's index (id and name are
-    on a call's first item only). An item that is not a call is an unreadable answer."""
-    if not isinstance(items, list):
+    on a call's first item only). An item that is not a call is an unreadable answer.
+
+    Hot path: a tool-call stream makes one per chunk, so items are read with ``type``
+    checks (no isinstance chains) and the common single item builds no list."""
+    if type(items) is not list:
         raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
-    pieces = []
-    for position, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
-        index = item.get("index")
-        function = item.get("function") or {}
-        if index is None:  # some compatible servers leave it out: the item's position
-            index = position
-        if not isinstance(index, int) or not isinstance(function, dict):
-            raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
-        pieces.append(ToolCallDelta(index, _string(item.get("id")), _string(function.get("name")),
-                                    arguments_text(function.get("arguments"))))
-    return tuple(pieces)
+    if len(items) == 1:
+        return (_tool_piece(items[0], 0),)
+    return tuple(_tool_piece(item, position) for position, item in enumerate(items))
+
+
+def _tool_piece(item: Any, position: int) -> ToolCallDelta:
+    """One ``tool_calls`` item → a piece; arguments sent as an object (some compatible
+    servers do) become its JSON text."""
+    if type(item) is not dict:
+        raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+    index = item.get("index")
+    if index is None:  # some compatible servers leave it out: the item's position
+        index = position
+    function = item.get("function") or _NO_FUNCTION
+    if type(index) is not int or type(function) is not dict:
+        raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
+    arguments = function.get("arguments") or ""
+    if type(arguments) is not str:
+        arguments = arguments_text(arguments)
+    vendor_id, name = item.get("id"), function.get("name")
+    return ToolCallDelta(index, vendor_id if type(vendor_id) is str else "",
+                         name if type(name) is str else "", arguments)
+
+
+_NO_FUNCTION: dict[str, Any] = {}
 
 
 def read_completion(data: dict[str, Any]) -> Completion:
