@@ -864,7 +864,7 @@ async def test_no_retry_starts_when_its_backoff_would_end_past_the_deadline(
         elapsed = time.monotonic() - started
 
     assert len(gateway.calls) == 1
-    assert elapsed < 0.5  # gave up at once instead of sleeping into (or past) the deadline
+    assert elapsed < 1.5  # gave up at once instead of sleeping 2 s into (or past) the deadline
 
 
 async def test_every_call_carries_a_deadline_and_a_slow_answer_exceeds_it(

@@ -1,7 +1,12 @@
 """A caller that leaves stops the vendor call at once, for every vendor and in every
 phase: while waiting for the response headers, after the headers but before the first
 token, mid-stream, and during a unary call. "At once" is what the vendor sees: the
-simulator counts the client's disconnect within ``PROMPTLY_S`` of the cancellation."""
+simulator counts the client's disconnect within ``PROMPTLY_S`` of the cancellation.
+
+``PROMPTLY_S`` is far below every scripted vendor's own end (5 s of silence, 5 s per
+token, 200 tokens at 20/s = 10 s), so only the cancellation can explain a disconnect
+seen within it, yet it leaves room for a loaded 2-core CI machine (a 100 ms bound
+failed there once at 383 ms). It is not a speed target: those live in ``bench/``."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from simulator.testing import SimulatorProcess
 from tests.providers.conftest import Vendor
 from tests.providers.test_adapter_contract import ask, model_name, wait_for_stats
 
-PROMPTLY_S = 0.1
+PROMPTLY_S = 2.0
 
 # How each phase is scripted, and how far the call gets before the caller leaves.
 PHASES: dict[str, dict[str, object]] = {
