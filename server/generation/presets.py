@@ -48,8 +48,7 @@ class Prepared:
             size += len(m.content.encode()) + len(m.images) * IMAGE_PROMPT_BYTES
             size += sum(len(c.name) + len(c.arguments.encode()) for c in m.tool_calls)
         for tool in request.tools:
-            size += len(tool.name) + len(tool.description.encode()) + \
-                len(json.dumps(tool.parameters))
+            size += len(tool.name) + len(tool.description.encode()) + len(tool.schema_json)
         if request.response_format is not None and request.response_format.schema:
             size += len(json.dumps(request.response_format.schema))
         return size

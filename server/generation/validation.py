@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,11 +254,13 @@ def _retrieval(retrieval: RetrievalRequest, rag: RagConfig) -> list[FieldViolati
     return bad
 
 
-def _schema(schema: Mapping[str, Any], path: str,
-            verdicts: SchemaVerdicts) -> list[FieldViolation]:
-    """A schema every vendor takes: a valid JSON Schema whose top level is an object."""
+def _schema(schema: Mapping[str, Any], path: str, verdicts: SchemaVerdicts,
+            encoded: Callable[[], str] | None = None) -> list[FieldViolation]:
+    """A schema every vendor takes: a valid JSON Schema whose top level is an object.
+    ``encoded`` gives its canonical JSON when that is already known (``Tool.schema_json``)."""
     try:
-        canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        canonical = encoded() if encoded is not None else \
+            json.dumps(schema, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return [FieldViolation(path, "must be JSON")]
     if len(canonical) > MAX_SCHEMA_BYTES:
@@ -285,7 +287,8 @@ def _tools(tools: tuple[Tool, ...], choice: ToolChoice | None,
         elif tool.name in names:
             bad.append(FieldViolation(f"tools[{i}].name", f"{tool.name!r} is declared twice"))
         names.add(tool.name)
-        bad += _schema(tool.parameters, f"tools[{i}].parameters", verdicts)
+        bad += _schema(tool.parameters, f"tools[{i}].parameters", verdicts,
+                       lambda tool=tool: tool.schema_json)
     if choice is None:
         return bad
     if choice.mode is ToolChoiceMode.TOOL:

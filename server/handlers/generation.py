@@ -10,8 +10,9 @@ the tracing interceptor.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
@@ -100,14 +101,28 @@ def _message(message: pb.Message, at: str, bad: list[FieldViolation]) -> ChatMes
     return ChatMessage(message.role, text, tuple(images), calls, message.tool_call_id)
 
 
-def _schema(value: struct_pb2.Struct) -> dict[str, object]:
-    return wire.struct_dict(value)
+def _tool(message: pb.Tool) -> Tool:
+    return Tool(message.name, message.description,
+                wire.struct_dict(message.parameters) if message.HasField("parameters")
+                else {"type": "object"})
 
 
-def _tools(request: GenerationRequest) -> tuple[Tool, ...]:
-    return tuple(Tool(t.name, t.description,
-                      _schema(t.parameters) if t.HasField("parameters") else {"type": "object"})
-                 for t in request.tools)
+@dataclass(frozen=True)
+class Converters:
+    """How tool declarations and schemas become domain values. The servicer remembers
+    them (``remembered``): callers repeat the same declarations call after call, and a
+    Struct → dict walk costs more than the rest of the parse (see ``wire.Conversions``)."""
+
+    tool: Callable[[pb.Tool], Tool] = _tool
+    schema: Callable[[struct_pb2.Struct], dict[str, Any]] = wire.struct_dict
+
+    @classmethod
+    def remembered(cls) -> Converters:
+        return cls(wire.Conversions(_tool), wire.Conversions(wire.struct_dict))
+
+
+def _tools(request: GenerationRequest, convert: Converters) -> tuple[Tool, ...]:
+    return tuple(convert.tool(t) for t in request.tools)
 
 
 def _tool_choice(request: GenerationRequest, bad: list[FieldViolation]) -> ToolChoice | None:
@@ -123,8 +138,8 @@ def _tool_choice(request: GenerationRequest, bad: list[FieldViolation]) -> ToolC
     return ToolChoice(mode, choice.name)
 
 
-def _response_format(request: GenerationRequest,
-                     bad: list[FieldViolation]) -> ResponseFormat | None:
+def _response_format(request: GenerationRequest, bad: list[FieldViolation],
+                     convert: Converters) -> ResponseFormat | None:
     if not request.HasField("response_format"):
         return None
     fmt = request.response_format
@@ -132,7 +147,7 @@ def _response_format(request: GenerationRequest,
     if kind is None:
         bad.append(FieldViolation("response_format.type", "not a ResponseFormatType"))
         return None
-    return ResponseFormat(kind, _schema(fmt.schema) if fmt.HasField("schema") else None,
+    return ResponseFormat(kind, convert.schema(fmt.schema) if fmt.HasField("schema") else None,
                           fmt.name or "response", fmt.strict)
 
 
@@ -187,7 +202,8 @@ def _owned(call: GenerationCall) -> GenerationCall:
 
 
 def parse(method: str, request: GenerationRequest, limits: CallLimits,
-          tenants: TenantClaims = TenantClaims()) -> GenerationCall:
+          tenants: TenantClaims = TenantClaims(),
+          convert: Converters = Converters()) -> GenerationCall:
     """The request as a validated call; INVALID_ARGUMENT listing every bad field."""
     running = current_call.get()
     principal = running.principal if running else None
@@ -203,10 +219,10 @@ def parse(method: str, request: GenerationRequest, limits: CallLimits,
         end_user_id=request.end_user_id, metadata=dict(request.metadata),
         caller=Caller(principal, running.trace_id if running else "",
                       wire.current_tenant(tenants)),
-        tools=_tools(request), tool_choice=_tool_choice(request, bad),
+        tools=_tools(request, convert), tool_choice=_tool_choice(request, bad),
         parallel_tool_calls=request.parallel_tool_calls
         if request.HasField("parallel_tool_calls") else None,
-        response_format=_response_format(request, bad))
+        response_format=_response_format(request, bad, convert))
     bad += call_violations(call, limits)
     if bad:
         raise invalid_argument(bad)
@@ -275,6 +291,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
         self._tenants = TenantClaims.from_config(config.tenancy)
         self._prices = PriceList.from_config(config)
         self._capabilities = Capabilities(config.capabilities)
+        self._convert = Converters.remembered()
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> float:
         remaining = context.time_remaining()
@@ -284,7 +301,7 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
 
     async def Generate(self, request: pb.GenerateRequest,
                        context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        call = parse("Generate", request, self._limits, self._tenants)
+        call = parse("Generate", request, self._limits, self._tenants, self._convert)
         generated = await self._generation.run(call, self._deadline(context))
         completion = generated.completion
         return pb.GenerateResponse(
@@ -296,7 +313,8 @@ class GenerationServicer(pb_grpc.GenerationServiceServicer):
     async def StreamGenerate(self, request: pb.StreamGenerateRequest,
                              context: grpc.aio.ServicerContext
                              ) -> AsyncIterator[pb.StreamGenerateResponse]:
-        call = parse("StreamGenerate", request, self._limits, self._tenants)
+        call = parse("StreamGenerate", request, self._limits, self._tenants,
+                     self._convert)
         trace_id = call.caller.trace_id
         events = self._generation.stream(call, self._deadline(context))
         try:

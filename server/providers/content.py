@@ -16,9 +16,11 @@ fallback), so the ids we hand out and accept are the subset every vendor takes:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -56,6 +58,14 @@ class Tool:
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+    @cached_property
+    def schema_json(self) -> str:
+        """``parameters`` as compact, key-sorted JSON, encoded once per Tool: the size
+        limits, the schema verdict memo and the prompt-size estimate read it, and the edge
+        hands out the same Tool for a declaration it has seen (``wire.Conversions``).
+        Raises ``TypeError``/``ValueError`` for values JSON cannot carry."""
+        return json.dumps(self.parameters, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,35 @@ def test_schema_verdicts_are_bounded_and_exact():
     for i in range(20):
         verdicts.problem(good, f"g{i}")
     assert len(verdicts._seen) == 8
+
+
+def test_remembered_conversions_are_shared_exact_and_bounded():
+    from server.handlers.generation import Converters, parse
+    from server.kernel.config import RagConfig
+    from server.generation.validation import CallLimits
+    from server.wire import Conversions, struct_dict
+
+    limits = CallLimits(max_prompt_bytes=1 << 20, rag=RagConfig())
+    convert = Converters.remembered()
+    schema = {"type": "object", "properties": {"a": {"type": "string", "minLength": 3}}}
+    request = tool_request(schema)
+    request.messages.add(role="user", content="hi")
+    first = parse("Generate", request, limits, convert=convert)
+    again = parse("Generate", request, limits, convert=convert)
+    assert first.tools[0] is again.tools[0]  # one conversion and one JSON encoding
+    assert first.tools[0].parameters == schema and first.tools[0].schema_json == \
+        '{"properties":{"a":{"minLength":3,"type":"string"}},"type":"object"}'
+    other = tool_request({**schema, "required": ["a"]})
+    other.messages.add(role="user", content="hi")
+    assert parse("Generate", other, limits, convert=convert).tools[0].parameters["required"] \
+        == ["a"]  # a different declaration is never served the remembered one
+
+    memo = Conversions(struct_dict, size=4, max_bytes=64)
+    for i in range(10):
+        value = struct_pb2.Struct()
+        value.update({"i": i})
+        assert memo(value) == {"i": i}
+    assert len(memo._seen) == 4
+    big = struct_pb2.Struct()
+    big.update({"x": "y" * 100})
+    assert memo(big) == {"x": "y" * 100} and len(memo._seen) == 4  # too big to keep
