@@ -71,9 +71,7 @@ from server.prompts.render import Renderer
 from server.prompts.store import PromptStore
 from server.providers.registry import build_embedders, build_providers
 from server.rag.runtime import RagRuntime
-from server.ratelimit.failover import FailoverLimiter
 from server.ratelimit.local import LocalLimiter
-from server.ratelimit.redis_limiter import RedisLimiter
 from server.ratelimit.rules import RateLimiter
 from server.kernel.telemetry import build_tracer_provider, tracer
 from server.kernel.tls import CertificateReloader
@@ -129,6 +127,10 @@ def build_limiter(config: GatewayConfig, metrics: Metrics) -> RateLimiter:
     rl = config.rate_limits
     if not rl.redis_url:
         return LocalLimiter()
+    # Imported here: redis-py (~8 MB resident) only when a Redis is configured.
+    from server.ratelimit.failover import FailoverLimiter
+    from server.ratelimit.redis_limiter import RedisLimiter
+
     metrics.rate_limit_degraded.set(0)
     return FailoverLimiter(
         RedisLimiter.from_url(rl.redis_url, socket_timeout_s=rl.redis_timeout_s,

@@ -31,7 +31,7 @@ from server.generation.call import Caller, GenerationCall
 from server.generation.metering import Metering
 from server.generation.presets import Prepared
 from server.providers.base import ChatMessage, GenerationParams, ProviderRequest, Usage
-from server.rag.embedders import EmbedderSet
+from server.rag.embedders import EmbedderSet, LocalMiniLMEmbedder
 
 MAX_INPUTS = 256
 MAX_INPUT_CHARS = 32 * 1024
@@ -94,6 +94,14 @@ def _target(name: str, config: GatewayConfig) -> Target:
     return Target(cfg.provider, cfg.model)
 
 
+def _dimension(name: str, config: GatewayConfig) -> int:
+    """An embedder's vector size, from the configuration: building the embedder to ask
+    would import its vendor SDK (or load the local model) at start-up."""
+    if name == LOCAL_EMBEDDER:
+        return LocalMiniLMEmbedder.dimension
+    return config.rag.embedders[name].dimension
+
+
 def embedding_routes(config: GatewayConfig) -> dict[str, tuple[str, ...]]:
     """Every Embed route: name → embedder names in order."""
     routes = {name: (name,) for name in (LOCAL_EMBEDDER, *config.rag.embedders)}
@@ -112,7 +120,7 @@ class EmbeddingService:
         self._metering = metering
         self._dimension: dict[str, int] = {}
         for route, names in self._routes.items():
-            dimensions = {embedders.get(n).dimension for n in names}
+            dimensions = {_dimension(n, config) for n in names}
             if len(dimensions) != 1:
                 raise ValueError(f"embedding_routes.{route}: its embedders make vectors of "
                                  f"different sizes ({sorted(dimensions)})")

@@ -16,6 +16,7 @@ from functools import partial
 
 from server.kernel.config import EmbedderConfig, GatewayConfig, ProviderConfig
 from server.providers.base import Provider
+from server.providers.lazy import LazyProvider, loaded
 from server.rag.embedders import Embedder, EmbedderSet, embedder_set
 
 log = logging.getLogger(__name__)
@@ -91,26 +92,47 @@ BUILDERS: dict[str, Callable[[str, ProviderConfig, str | None, Executor], Provid
 }
 
 
-def build_provider(name: str, config: GatewayConfig, environ: Mapping[str, str],
-                   executor: Executor | None = None) -> Provider:
-    """The adapter of the provider configured as ``name``."""
-    cfg = config.providers[name]
+def _builder(name: str, cfg: ProviderConfig, executor: Executor | None
+             ) -> Callable[[str, ProviderConfig, str | None, Executor], Provider]:
+    """The kind's builder; ValueError naming the field when it cannot be built."""
     builder = BUILDERS.get(cfg.kind)
     if builder is None:
         raise ValueError(f"providers.{name}.kind: {cfg.kind!r} adapters are not built yet")
     if cfg.kind == "bedrock" and executor is None:
         raise ValueError(f"providers.{name}: bedrock needs a thread pool executor")
+    return builder
+
+
+def build_provider(name: str, config: GatewayConfig, environ: Mapping[str, str],
+                   executor: Executor | None = None) -> Provider:
+    """The adapter of the provider configured as ``name``."""
+    cfg = config.providers[name]
+    builder = _builder(name, cfg, executor)
     if cfg.kind == "bedrock":
         return _bedrock(name, cfg, None, executor,  # type: ignore[arg-type]
                         configured_regions(name, config))
     return builder(name, cfg, _api_key(name, cfg, config, environ), executor)  # type: ignore[arg-type]
 
 
+# The module each kind's adapter (and so its vendor SDK) lives in.
+ADAPTER_MODULES = {kind: f"server.providers.{kind}" for kind in BUILDERS}
+
+
 def build_providers(config: GatewayConfig, environ: Mapping[str, str],
                     executor: Executor | None = None) -> dict[str, Provider]:
-    """Every configured provider's adapter. ``executor`` runs blocking SDK calls (boto3);
-    the caller owns it and shuts it down after closing the providers."""
-    return {name: build_provider(name, config, environ, executor) for name in config.providers}
+    """Every configured provider, its adapter built (and its SDK imported) on first use
+    (``LazyProvider``). ``executor`` runs blocking SDK calls (boto3); the caller owns it
+    and shuts it down after closing the providers. Configuration errors still surface
+    here, at start-up."""
+    providers: dict[str, Provider] = {}
+    for name, cfg in config.providers.items():
+        _builder(name, cfg, executor)
+        if cfg.kind != "bedrock":
+            _api_key(name, cfg, config, environ)  # warns now about a missing key
+        providers[name] = LazyProvider(
+            name, ADAPTER_MODULES[cfg.kind],
+            partial(build_provider, name, config, environ, executor))
+    return providers
 
 
 # --- embedders ---------------------------------------------------------------------------
@@ -120,6 +142,7 @@ def build_providers(config: GatewayConfig, environ: Mapping[str, str],
 def _openai_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embedder:
     from server.providers.openai import OpenAIEmbedder, OpenAIProvider
 
+    provider = loaded(provider)
     assert isinstance(provider, OpenAIProvider)
     return OpenAIEmbedder(provider, model=cfg.model, dimension=cfg.dimension, name=name)
 
@@ -127,6 +150,7 @@ def _openai_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embe
 def _gemini_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embedder:
     from server.providers.gemini import GeminiEmbedder, GeminiProvider
 
+    provider = loaded(provider)
     assert isinstance(provider, GeminiProvider)
     return GeminiEmbedder(provider, model=cfg.model, dimension=cfg.dimension, name=name)
 
@@ -134,6 +158,7 @@ def _gemini_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embe
 def _titan_embedder(provider: Provider, name: str, cfg: EmbedderConfig) -> Embedder:
     from server.providers.bedrock import BedrockProvider, TitanEmbedder
 
+    provider = loaded(provider)
     assert isinstance(provider, BedrockProvider)
     return TitanEmbedder(provider, model=cfg.model, dimension=cfg.dimension, name=name)
 

@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as redis
 
-from server.ratelimit import FailoverLimiter, LocalLimiter, RateLimiter, RedisLimiter, Rule
+from server.ratelimit.failover import FailoverLimiter
+from server.ratelimit.local import LocalLimiter
+from server.ratelimit.redis_limiter import RedisLimiter
+from server.ratelimit.rules import RateLimiter, Rule
 from server.ratelimit.redis_limiter import DEFAULT_PREFIX
 from tests.support.redis_process import RedisProcess
 

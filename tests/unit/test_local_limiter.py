@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ratelimit import Decision, LocalLimiter, RateLimiter, Rule
+from server.ratelimit.local import LocalLimiter
+from server.ratelimit.rules import Decision, RateLimiter, Rule
 
 
 class ManualClock:
