@@ -180,6 +180,17 @@ class ProviderConfig(_Strict):
         None, description="bedrock endpoint override; '{region}' is replaced (simulator)")
     default_max_output_tokens: int = Field(
         4096, ge=1, description="max_tokens when the caller sets none (Anthropic requires it)")
+    transport: Literal["sdk", "direct"] = Field(
+        "direct", description="kind openai only: 'direct' speaks Chat Completions over the "
+        "gateway's own HTTP session (less CPU per call; a stream's tokens that arrive in one "
+        "network read leave as one message); 'sdk' goes through the official openai SDK")
+
+    @model_validator(mode="after")
+    def _transport_for_openai(self) -> ProviderConfig:
+        if "transport" in self.model_fields_set and self.kind != "openai":
+            raise ValueError("transport is for kind openai only (the other vendors go "
+                             "through their SDKs)")
+        return self
 
 
 class TargetConfig(_Strict):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -67,6 +67,7 @@ from server.providers.content import (
     wire_id,
 )
 from server.providers.headers import retry_after_s
+from server.providers.openai_direct import DirectChat, StreamFailed, VendorStatus
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
 PARAMS: ParamMap = (
@@ -193,55 +194,80 @@ def classify(exc: Exception) -> ProviderError:
     the SDK files a pool wait under its timeout class."""
     if (precise := transport_error(exc)) is not None:
         return precise
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
         return ProviderError(ErrorKind.TIMEOUT, READ_TIMEOUT)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error", body) if isinstance(body, dict) else {}
-        code = str(error.get("code") or "") if isinstance(error, dict) else ""
-        vendor_message = str(error.get("message") or "")[:MAX_ECHO_CHARS] if isinstance(error, dict) else ""
-        retry_after = retry_after_s(exc.response.headers if exc.response is not None else None)
-        if status == 429:
-            return ProviderError(ErrorKind.RATE_LIMITED, "rate limited by the vendor",
-                                 retry_after_s=retry_after, status=status)
-        if status in (529,) or "overloaded" in code:
-            return ProviderError(ErrorKind.OVERLOADED, "the vendor is overloaded",
-                                 retry_after_s=retry_after, status=status)
-        if status == 401:
-            return ProviderError(ErrorKind.AUTH, "the vendor rejected the API key", status=status)
-        if status == 403:
-            return ProviderError(ErrorKind.PERMISSION, "the API key may not use this model",
-                                 status=status)
-        if status == 404:
-            return ProviderError(ErrorKind.NOT_FOUND, "the vendor does not know this model",
-                                 status=status)
-        if status == 408 or status == 504:
-            return ProviderError(ErrorKind.TIMEOUT, f"the vendor timed out ({status})",
-                                 status=status)
-        if status >= 500:
-            return ProviderError(ErrorKind.UNAVAILABLE, f"the vendor failed ({status})",
-                                 retry_after_s=retry_after, status=status)
-        if code == "context_length_exceeded":
-            return ProviderError(ErrorKind.CONTEXT_TOO_LONG, vendor_message or
-                                 "the prompt exceeds the model's context window", status=status)
-        if code == "content_filter" or code == "content_policy_violation":
-            return ProviderError(ErrorKind.CONTENT_FILTERED, "the vendor's safety system "
-                                 "refused the request", status=status)
-        return ProviderError(ErrorKind.INVALID_REQUEST,
-                             vendor_message or f"the vendor rejected the request ({status})",
-                             status=status)
+        return classify_status(exc.status_code, exc.body,
+                               exc.response.headers if exc.response is not None else None)
+    if isinstance(exc, VendorStatus):
+        return classify_status(exc.status, exc.body, exc.headers)
     if isinstance(exc, (openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
                         aiohttp.ClientError, ConnectionError)):
         return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_FAILED)
     if (garbled := unreadable(exc)) is not None:
         return garbled
-    if isinstance(exc, openai.APIError):
+    if isinstance(exc, (openai.APIError, StreamFailed)):
         return ProviderError(ErrorKind.UNAVAILABLE, "the vendor stream failed")
     raise exc
 
 
+def classify_status(status: int, body: Any,
+                    headers: Mapping[str, str] | None) -> ProviderError:
+    """An HTTP error status with its JSON body (the whole body or its ``error`` object) and
+    headers → the taxonomy; one mapping for both transports."""
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    code = str(error.get("code") or "") if isinstance(error, dict) else ""
+    vendor_message = str(error.get("message") or "")[:MAX_ECHO_CHARS] \
+        if isinstance(error, dict) else ""
+    retry_after = retry_after_s(headers)
+    if status == 429:
+        return ProviderError(ErrorKind.RATE_LIMITED, "rate limited by the vendor",
+                             retry_after_s=retry_after, status=status)
+    if status in (529,) or "overloaded" in code:
+        return ProviderError(ErrorKind.OVERLOADED, "the vendor is overloaded",
+                             retry_after_s=retry_after, status=status)
+    if status == 401:
+        return ProviderError(ErrorKind.AUTH, "the vendor rejected the API key", status=status)
+    if status == 403:
+        return ProviderError(ErrorKind.PERMISSION, "the API key may not use this model",
+                             status=status)
+    if status == 404:
+        return ProviderError(ErrorKind.NOT_FOUND, "the vendor does not know this model",
+                             status=status)
+    if status == 408 or status == 504:
+        return ProviderError(ErrorKind.TIMEOUT, f"the vendor timed out ({status})",
+                             status=status)
+    if status >= 500:
+        return ProviderError(ErrorKind.UNAVAILABLE, f"the vendor failed ({status})",
+                             retry_after_s=retry_after, status=status)
+    if code == "context_length_exceeded":
+        return ProviderError(ErrorKind.CONTEXT_TOO_LONG, vendor_message or
+                             "the prompt exceeds the model's context window", status=status)
+    if code == "content_filter" or code == "content_policy_violation":
+        return ProviderError(ErrorKind.CONTENT_FILTERED, "the vendor's safety system "
+                             "refused the request", status=status)
+    return ProviderError(ErrorKind.INVALID_REQUEST,
+                         vendor_message or f"the vendor rejected the request ({status})",
+                         status=status)
+
+
 ERRORS = ErrorScope(classify)
+
+
+def translate_events(events: list[dict[str, Any]], usage: Usage) -> StreamUpdate:
+    """The events of one network read (the direct transport) → one update: their text and
+    tool pieces in order, the last finish reason and usage reported."""
+    if len(events) == 1:
+        return translate_event(events[0], usage)
+    text, finish, reported, tools = "", None, None, ()
+    for event in events:
+        update = translate_event(event, usage)
+        text += update.text
+        tools += update.tools
+        finish = update.finish or finish
+        if update.usage is not None:
+            usage = reported = update.usage
+    return StreamUpdate(text, finish, reported, tools)
 
 
 def translate_event(chunk: dict[str, Any], usage: Usage) -> StreamUpdate:
@@ -344,7 +370,7 @@ class OpenAIProvider:
     """Adapter for one configured OpenAI-compatible endpoint."""
 
     def __init__(self, name: str, *, base_url: str | None, api_key: str | None,
-                 timeout_s: float, max_connections: int) -> None:
+                 timeout_s: float, max_connections: int, transport: str = "sdk") -> None:
         self.name = name
         self._missing_key = api_key is None
         http = openai.DefaultAioHttpClient(
@@ -353,6 +379,11 @@ class OpenAIProvider:
                                  max_keepalive_connections=min(max_connections, 64)))
         self._sdk = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
                                 timeout=timeout_s, http_client=http)
+        # transport "direct": chat over our own session (openai_direct.py), to the URL the
+        # SDK resolved; the SDK client still serves embeddings.
+        self._direct = DirectChat(str(self._sdk.base_url), api_key or "unset",
+                                  max_connections=max_connections) \
+            if transport == "direct" else None
 
     def client(self) -> AsyncOpenAI:
         """The SDK client, once the key check passed: chat and embeddings call through it."""
@@ -362,8 +393,11 @@ class OpenAIProvider:
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
         client = self.client()
         with ERRORS:
-            data = await client.post("/chat/completions", body=build_request(request),
-                                     cast_to=object, options={"timeout": timeout_s})
+            if self._direct is not None:
+                data = await self._direct.complete(build_request(request), timeout_s)
+            else:
+                data = await client.post("/chat/completions", body=build_request(request),
+                                         cast_to=object, options={"timeout": timeout_s})
         if not isinstance(data, dict) or not data.get("choices"):
             raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
         try:
@@ -372,17 +406,25 @@ class OpenAIProvider:
             raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER) from exc
 
     def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        if self._direct is not None:
+            return drive_stream(partial(self._open_stream, request, timeout_s),
+                                translate_events, ERRORS)  # type: ignore[arg-type]
         return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
                             ERRORS)
 
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
         body = {**build_request(request), "stream": True,
                 "stream_options": {"include_usage": True}}
+        if self._direct is not None:
+            self.client()  # the key check
+            return await self._direct.stream(body, timeout_s)
         return await self.client().post(
             "/chat/completions", body=body, cast_to=object, options={"timeout": timeout_s},
             stream=True, stream_cls=AsyncStream[object])
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.aclose()
         await self._sdk.close()
 
 
@@ -402,4 +444,4 @@ class OpenAIEmbedder(VendorEmbedder[OpenAIProvider]):
 
 __all__ = ["ERRORS", "OpenAIEmbedder", "OpenAIProvider", "build_request", "classify",
            "read_completion", "read_tool_calls", "response_format", "tool_fields", "tool_pieces",
-           "translate_event"]
+           "translate_event", "translate_events"]

@@ -38,7 +38,7 @@ def _openai(name: str, cfg: ProviderConfig, key: str | None, executor: Executor)
     from server.providers.openai import OpenAIProvider
 
     return OpenAIProvider(name, base_url=cfg.base_url, api_key=key, timeout_s=cfg.timeout_s,
-                          max_connections=cfg.max_connections)
+                          max_connections=cfg.max_connections, transport=cfg.transport)
 
 
 def _anthropic(name: str, cfg: ProviderConfig, key: str | None, executor: Executor) -> Provider:

@@ -36,7 +36,8 @@ async def test_generate_and_stream_through_the_async_client(gateway):
     assert len(result.trace_id) == 32
     assert isinstance(events[0], StreamStarted) and isinstance(events[-1], StreamFinished)
     chunks = [e.text for e in events if isinstance(e, TextChunk)]
-    assert len(chunks) == 12 and events[-1].text == "".join(chunks)
+    # (12 tokens; those that arrive in one upstream read come as one chunk)
+    assert 1 <= len(chunks) <= 12 and events[-1].text == "".join(chunks)
     assert events[-1].usage.output_tokens == 12
 
 
@@ -67,4 +68,4 @@ async def test_sync_client(gateway):
             return result.text, sum(isinstance(e, TextChunk) for e in streamed)
 
     text, chunks = await asyncio.to_thread(call)
-    assert text.startswith("Hello from sim-chat.") and chunks == 12
+    assert text.startswith("Hello from sim-chat.") and 1 <= chunks <= 12

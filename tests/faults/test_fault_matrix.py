@@ -119,8 +119,10 @@ async def stream(stub: pb_grpc.GenerationServiceStub, model: str, expected: Seen
                 events.append(event)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).reason.endswith("UPSTREAM_STREAM_FAILED")
-        assert [e.WhichOneof("event") for e in events] == \
-            ["start"] + ["delta"] * chunks + ["end"]
+        # (tokens that arrived in one upstream read leave as one delta: 1..chunks of them)
+        kinds = [e.WhichOneof("event") for e in events]
+        assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) == {"delta"}
+        assert 1 <= len(kinds) - 2 <= chunks
         end = events[-1].end
         assert end.finish_reason == pb.FINISH_REASON_ERROR
         sent = "".join(e.delta.text for e in events if e.HasField("delta"))

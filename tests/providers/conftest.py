@@ -27,15 +27,23 @@ class Vendor:
     build: Callable[[str], Provider]  # api key → provider
     region: str = ""
     in_stream_error: bool = True  # the vendor reports mid-stream failures in the stream
+    coalesces: bool = False  # the tokens of one network read come as one TextChunk
+
+    def pieces_ok(self, pieces: int, tokens: int) -> bool:
+        """``pieces`` text chunks can carry ``tokens`` tokens."""
+        return pieces == tokens or (self.coalesces and 0 < pieces <= tokens)
 
 
-def openai_vendor(sim: SimulatorProcess) -> Vendor:
+def openai_vendor(sim: SimulatorProcess, transport: str = "sdk") -> Vendor:
+    """``transport`` "sdk" (the official SDK) or "direct" (vendor "openai-direct")."""
     from server.providers.openai import OpenAIProvider
 
     # Chat Completions has no error event: a failure mid-stream is a cut connection.
-    return Vendor("openai", lambda key: OpenAIProvider(
-        "openai", base_url=sim.openai_base_url, api_key=key, timeout_s=10, max_connections=20),
-        in_stream_error=False)
+    return Vendor("openai" if transport == "sdk" else f"openai-{transport}",
+                  lambda key: OpenAIProvider(
+                      "openai", base_url=sim.openai_base_url, api_key=key, timeout_s=10,
+                      max_connections=20, transport=transport),
+                  in_stream_error=False, coalesces=transport == "direct")
 
 
 def anthropic_vendor(sim: SimulatorProcess) -> Vendor:
@@ -71,7 +79,7 @@ def bedrock_vendor(sim: SimulatorProcess, executor: ThreadPoolExecutor) -> Vendo
     return Vendor("bedrock", build, region="us-east-1")
 
 
-VENDORS = ["openai", "anthropic", "gemini", "bedrock"]
+VENDORS = ["openai", "openai-direct", "anthropic", "gemini", "bedrock"]
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +96,8 @@ def vendor(request: pytest.FixtureRequest, simulator: SimulatorProcess,
     try:
         if name == "openai":
             return openai_vendor(simulator)
+        if name == "openai-direct":
+            return openai_vendor(simulator, "direct")
         if name == "anthropic":
             return anthropic_vendor(simulator)
         if name == "gemini":

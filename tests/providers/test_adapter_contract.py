@@ -147,7 +147,7 @@ async def test_stream_cut_after_tokens_raises_after_the_text(provider, vendor, s
     with pytest.raises(ProviderError) as caught:
         async for event in provider.stream(ask(model, vendor), timeout_s=10):
             seen.append(event)
-    assert [type(e) for e in seen] == [TextChunk] * 3
+    assert all(type(e) is TextChunk for e in seen) and vendor.pieces_ok(len(seen), 3)
     assert caught.value.kind is ErrorKind.UNAVAILABLE
 
 
@@ -158,7 +158,7 @@ async def test_in_stream_vendor_error_is_classified(provider, vendor, simulator)
     with pytest.raises(ProviderError) as caught:
         async for event in provider.stream(ask(model, vendor), timeout_s=10):
             seen.append(event)
-    assert len(seen) == 2
+    assert vendor.pieces_ok(len(seen), 2)
     cut = ErrorKind.UNAVAILABLE  # a vendor with no in-stream error event just drops
     assert caught.value.kind is (ErrorKind.RATE_LIMITED if vendor.in_stream_error else cut)
 

@@ -1,0 +1,166 @@
+"""Chat Completions over HTTP directly: one long-lived aiohttp session per provider.
+
+Why: under load a third or more of the gateway's CPU per unary call went to the ``openai``
+SDK's per-call layering — request options, header merging, its httpx-on-aiohttp shim,
+auth-retry wrappers — although the adapter already skipped its pydantic models. The wire
+protocol is small and documented: POST a JSON body to ``{base_url}/chat/completions``
+with a bearer key; a unary answer is one JSON object; a stream is server-sent events
+(``data: {chunk}`` lines, blank-line separated, ending ``data: [DONE]``). This module
+speaks exactly that and nothing more; what the bodies mean stays in ``openai.py``, shared
+with the SDK transport (``transport: sdk``), so both send identical bodies and read
+answers with the same code (``tests/providers/test_openai_transports.py`` checks it).
+
+Streams are read one network read at a time: every event that arrived in one read is
+passed on together (``read_events`` yields a list), so a burst of tokens becomes one
+gRPC message instead of one per token, while a token that arrives alone is passed on at
+once — nothing waits for a timer.
+
+Timeouts follow the SDK's meaning: ``timeout_s`` bounds each read (not the whole
+stream) and connecting, including the wait for a pooled connection, is bounded by
+min(5 s, timeout_s).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+_DATA = b"data:"
+_DONE = b"[DONE]"
+
+
+class VendorStatus(Exception):
+    """An error status from the vendor, with its parsed JSON body (or None) and headers."""
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None) -> None:
+        super().__init__(f"vendor status {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class StreamFailed(Exception):
+    """The vendor reported an error inside a stream (an ``error`` event or object)."""
+
+
+class DirectChat:
+    """POST /chat/completions for one provider (base URL, key, pool size)."""
+
+    def __init__(self, base_url: str, api_key: str, *, max_connections: int) -> None:
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {api_key}",
+                         "Content-Type": "application/json", "Accept": "application/json"}
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The session, made on first use inside the running loop (where it belongs)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                headers=self._headers, auto_decompress=True)
+        return self._session
+
+    async def _post(self, body: dict[str, Any], timeout_s: float) -> aiohttp.ClientResponse:
+        timeout = aiohttp.ClientTimeout(total=None, connect=min(5.0, timeout_s),
+                                        sock_read=timeout_s)
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        response = await self._client().post(self._url, data=data, timeout=timeout)
+        if response.status >= 400:
+            try:
+                text = await response.read()
+            finally:
+                response.release()
+            raise VendorStatus(response.status, _json_or_none(text), response.headers)
+        return response
+
+    async def complete(self, body: dict[str, Any], timeout_s: float) -> Any:
+        """A unary call's parsed JSON answer (ValueError when it does not parse)."""
+        response = await self._post(body, timeout_s)
+        try:
+            return json.loads(await response.read())
+        finally:
+            response.release()
+
+    async def stream(self, body: dict[str, Any], timeout_s: float) -> DirectEvents:
+        """An open stream; its reads yield the events of each network read."""
+        return DirectEvents(await self._post(body, timeout_s))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class DirectEvents:
+    """An ``Upstream`` over one SSE response: each item is the list of JSON events that
+    one network read completed (at least one). ``close`` drops the connection at once
+    (a caller that left must not keep the vendor generating)."""
+
+    __slots__ = ("_chunks", "_pending", "_response")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._chunks = response.content.iter_any()
+        self._pending = b""
+
+    def __aiter__(self) -> DirectEvents:
+        return self
+
+    async def __anext__(self) -> list[Any]:
+        while True:
+            chunk = await self._chunks.__anext__()  # StopAsyncIteration: the body ended
+            events = self._feed(chunk)
+            if events:
+                return events
+
+    def _feed(self, chunk: bytes) -> list[Any]:
+        data = self._pending + chunk
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        blocks = data.split(b"\n\n")
+        self._pending = blocks.pop()  # an event not yet ended by a blank line
+        events = []
+        for block in blocks:
+            event = read_event(block)
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def close(self) -> None:
+        self._response.close()
+
+
+def read_event(block: bytes) -> Any:
+    """One SSE event's JSON (its ``data:`` lines joined), or None for a comment, a
+    keep-alive or ``[DONE]``. An error event raises ``StreamFailed``."""
+    data = []
+    failed = False
+    for line in block.split(b"\n"):
+        if line.startswith(_DATA):
+            data.append(line[5:].lstrip(b" "))
+        elif line.startswith(b"event:") and line[6:].strip() == b"error":
+            failed = True
+    if not data:
+        if failed:
+            raise StreamFailed("the vendor stream reported an error")
+        return None
+    payload = b"\n".join(data)
+    if payload == _DONE:
+        return None
+    value = json.loads(payload)
+    if failed or (type(value) is dict and value.get("error")):
+        raise StreamFailed("the vendor stream reported an error")
+    return value
+
+
+def _json_or_none(text: bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+__all__ = ["DirectChat", "DirectEvents", "StreamFailed", "VendorStatus", "read_event"]
