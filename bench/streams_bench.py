@@ -59,8 +59,12 @@ TTFT_RATIO_TARGET, RSS_TARGET_MB = 2.0, 300
 
 def config(sim: SimulatorProcess, data_dir: Path, database_url: str,
            max_connections: str) -> dict:
+    # One bench caller opens every stream: its per-caller stream cap (a protection against
+    # one tenant's runaway client, 256 by default) is lifted so the provider path is
+    # what gets measured; the server-wide cap still applies.
     raw = raw_test_config(sim.base_url, data_dir, database={"url": database_url},
-                          rate_limits={"enabled": False}, server={"grace_period_s": 1})
+                          rate_limits={"enabled": False},
+                          server={"grace_period_s": 1, "max_streams_per_caller": 1000})
     if max_connections != "default":
         raw["providers"]["simulator"]["max_connections"] = int(max_connections)
     return raw
