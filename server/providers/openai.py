@@ -267,7 +267,21 @@ def translate_events(events: list[dict[str, Any]], usage: Usage) -> StreamUpdate
         finish = update.finish or finish
         if update.usage is not None:
             usage = reported = update.usage
-    return StreamUpdate(text, finish, reported, tools)
+    return StreamUpdate(text, finish, reported, merge_pieces(tools) if tools else tools)
+
+
+def merge_pieces(pieces: tuple[ToolCallDelta, ...]) -> tuple[ToolCallDelta, ...]:
+    """Consecutive pieces of the same call as one (arguments joined; the first id and name
+    given), so a burst of argument pieces leaves as one delta, like a burst of text."""
+    merged: list[ToolCallDelta] = []
+    for piece in pieces:
+        last = merged[-1] if merged else None
+        if last is not None and last.index == piece.index:
+            merged[-1] = ToolCallDelta(last.index, last.id or piece.id, last.name or piece.name,
+                                       last.arguments + piece.arguments)
+        else:
+            merged.append(piece)
+    return tuple(merged)
 
 
 def translate_event(chunk: dict[str, Any], usage: Usage) -> StreamUpdate:

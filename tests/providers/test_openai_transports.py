@@ -237,3 +237,16 @@ async def test_a_burst_of_tokens_leaves_in_fewer_pieces_and_a_slow_one_at_once(
             arrivals.append(loop.time())
     assert len(arrivals) >= 4  # tokens 50 ms apart are each passed on when they arrive
 
+
+
+async def test_a_burst_of_tool_arguments_leaves_in_fewer_pieces(adapters):
+    from tests.providers.test_openai_transports import request as ask_for
+    calls = {}
+    for transport, adapter in adapters.items():
+        pieces = [e async for e in adapter.stream(ask_for("tp-tool-burst", "tools"), 5)
+                  if isinstance(e, ToolCallDelta)]
+        done_args = "".join(p.arguments for p in pieces)
+        calls[transport] = (len(pieces), done_args, {(p.index, p.id, p.name) for p in pieces})
+    assert calls["direct"][1] == calls["sdk"][1] and json.loads(calls["direct"][1])
+    assert calls["direct"][2] == calls["sdk"][2]  # every piece names its call, same ids
+    assert 1 <= calls["direct"][0] < calls["sdk"][0]
