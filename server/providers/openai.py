@@ -274,13 +274,18 @@ def merge_pieces(pieces: tuple[ToolCallDelta, ...]) -> tuple[ToolCallDelta, ...]
     """Consecutive pieces of the same call as one (arguments joined; the first id and name
     given), so a burst of argument pieces leaves as one delta, like a burst of text."""
     merged: list[ToolCallDelta] = []
-    for piece in pieces:
-        last = merged[-1] if merged else None
-        if last is not None and last.index == piece.index:
-            merged[-1] = ToolCallDelta(last.index, last.id or piece.id, last.name or piece.name,
-                                       last.arguments + piece.arguments)
+    start = 0
+    for end in range(1, len(pieces) + 1):
+        if end < len(pieces) and pieces[end].index == pieces[start].index:
+            continue
+        if end - start == 1:
+            merged.append(pieces[start])
         else:
-            merged.append(piece)
+            run = pieces[start:end]
+            merged.append(ToolCallDelta(
+                run[0].index, next((p.id for p in run if p.id), ""),
+                next((p.name for p in run if p.name), ""), "".join(p.arguments for p in run)))
+        start = end
     return tuple(merged)
 
 

@@ -61,7 +61,8 @@ class DirectChat:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                headers=self._headers, auto_decompress=True)
+                headers=self._headers, auto_decompress=True,
+                trust_env=True)  # HTTP(S)_PROXY / NO_PROXY, as the SDK's client honours them
         return self._session
 
     async def _post(self, body: dict[str, Any], timeout_s: float) -> aiohttp.ClientResponse:

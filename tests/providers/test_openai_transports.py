@@ -239,11 +239,11 @@ async def test_a_burst_of_tokens_leaves_in_fewer_pieces_and_a_slow_one_at_once(
 
 
 
-async def test_a_burst_of_tool_arguments_leaves_in_fewer_pieces(adapters):
-    from tests.providers.test_openai_transports import request as ask_for
+async def test_a_burst_of_tool_arguments_leaves_in_fewer_pieces(adapters, simulator):
+    simulator.set_scenario("tp-tool-burst", latency_ms=0)  # the call's pieces in one burst
     calls = {}
     for transport, adapter in adapters.items():
-        pieces = [e async for e in adapter.stream(ask_for("tp-tool-burst", "tools"), 5)
+        pieces = [e async for e in adapter.stream(request("tp-tool-burst", "tools"), 5)
                   if isinstance(e, ToolCallDelta)]
         done_args = "".join(p.arguments for p in pieces)
         calls[transport] = (len(pieces), done_args, {(p.index, p.id, p.name) for p in pieces})
