@@ -120,15 +120,15 @@ async def test_node_consumer_streams_a_tool_call(gateway, model):
     assert end["tool_calls"][0]["arguments"] == arguments
 
 
-def readme_grpcurl_bodies(rpc: str) -> list[str]:
-    """The -d bodies of the README's grpcurl examples calling ``rpc`` in the "Tools, JSON
-    output, images and embeddings" section (so the documented commands are the tested
-    ones)."""
-    import re
+def readme_grpcurl_bodies(rpc: str,
+                          heading: str = "## Tools, JSON output, images and embeddings"
+                          ) -> list[str]:
+    """The -d bodies of the README's grpcurl examples calling ``rpc`` in the section under
+    ``heading`` (so the documented commands are the tested ones)."""
     import shlex
 
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Tools, JSON output, images and embeddings", 1)[1].split("\n## ", 1)[0]
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     bodies = []
     for line in section.splitlines():
         if line.startswith("grpcurl ") and line.rstrip().endswith(rpc):
@@ -159,3 +159,52 @@ async def test_readme_tool_json_and_embed_examples(gateway):
     assert code == 0, err
     reply = json.loads(out)
     assert len(reply["embeddings"]) == 2 and reply["dimensions"] == 256
+
+
+async def test_readme_config_and_wallet_reads(gateway, channel):
+    """The README's grpcurl lines for GetPrompt, ListPrompts, ListBots, ListBotConfigs and
+    ListTransactions, run as documented against what they name (created here)."""
+    import grpc
+    from llmgateway.v1 import billing_pb2 as bpb
+    from llmgateway.v1 import billing_pb2_grpc
+    from llmgateway.v1 import config_pb2 as cpb
+    from llmgateway.v1 import config_pb2_grpc
+
+    admin = (("authorization", f"Bearer {token('admin')}"),)
+    config = config_pb2_grpc.ConfigServiceStub(channel)
+    billing = billing_pb2_grpc.BillingServiceStub(channel)
+    for create in (
+            lambda: config.CreateBot(cpb.CreateBotRequest(
+                bot=cpb.Bot(slug="astro-helper", name="Astro")), metadata=admin),
+            lambda: billing.CreateWallet(bpb.CreateWalletRequest(
+                wallet_id="w1", currency_code="USD"), metadata=admin)):
+        try:
+            await create()
+        except grpc.aio.AioRpcError as error:  # made by an earlier run on this database
+            assert error.code() == grpc.StatusCode.ALREADY_EXISTS
+    made = await config.CreateBotConfig(cpb.CreateBotConfigRequest(config=cpb.BotConfig(
+        bot="astro-helper", provider="simulator", model="sim-chat"), activate=True),
+        metadata=admin)
+    await billing.CreditWallet(bpb.CreditWalletRequest(
+        wallet_id="w1", amount_micros=1_000_000, idempotency_key=f"readme-{made.config_id}"),
+        metadata=admin)
+
+    async def call(rpc: str, heading: str, scope: str) -> dict:
+        [body] = readme_grpcurl_bodies(rpc, heading)
+        code, out, err = await run(grpcurl_path(), "-plaintext", "-H",
+                                   f"authorization: Bearer {token(scope)}", "-d", body,
+                                   gateway.target, f"llmgateway.v1.{rpc}")
+        assert code == 0, err
+        return json.loads(out)
+
+    prompts = "## Prompts and bots"
+    assert (await call("ConfigService/GetPrompt", prompts, "generate"))["key"] == "support"
+    versions = (await call("ConfigService/ListPrompts", prompts, "generate"))["templates"]
+    assert versions and {t["key"] for t in versions} == {"support"}
+    bots = (await call("ConfigService/ListBots", prompts, "generate"))["bots"]
+    assert "astro-helper" in {b["slug"] for b in bots}
+    configs = (await call("ConfigService/ListBotConfigs", prompts, "generate"))["configs"]
+    assert configs[0]["config_id"] == made.config_id and configs[0]["active"]
+    credits = (await call("BillingService/ListTransactions", "## Configuration",
+                          "billing:read"))["transactions"]
+    assert credits and {t["kind"] for t in credits} == {"TRANSACTION_KIND_CREDIT"}
