@@ -8,6 +8,8 @@ coroutine frame.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -103,5 +105,6 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return self._cache.get(method, handler)
 
+    @abstractmethod
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        raise NotImplementedError
+        """``handler`` with this interceptor's work around it (each interceptor's module)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -433,7 +434,7 @@ class Provider(Protocol):
 P = TypeVar("P")
 
 
-class VendorEmbedder(Generic[P]):
+class VendorEmbedder(ABC, Generic[P]):
     """What every vendor embedder shares (the retrieval package's ``Embedder`` interface):
     ``name``, stored with every chunk so a namespace never mixes models (``vendor/model``
     unless configured otherwise); ``dimension``; and ``embed``, which sends ``batch_size``
@@ -461,6 +462,6 @@ class VendorEmbedder(Generic[P]):
                 vectors += await self._embed_batch(list(texts[start:start + self._batch]))
         return np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.dimension)
 
+    @abstractmethod
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        """One vendor call's vectors, in the order of ``texts``."""
-        raise NotImplementedError
+        """One vendor call's vectors, in the order of ``texts`` (each vendor's module)."""
