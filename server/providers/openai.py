@@ -425,19 +425,18 @@ class OpenAIProvider:
             raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER) from exc
 
     def stream(self, request: ProviderRequest, timeout_s: float) -> AsyncIterator[StreamEvent]:
-        if self._direct is not None:
-            return drive_stream(partial(self._open_stream, request, timeout_s),
-                                translate_events, ERRORS)  # type: ignore[arg-type]
-        return drive_stream(partial(self._open_stream, request, timeout_s), translate_event,
-                            ERRORS)
+        # The direct transport's upstream yields the events of one network read together.
+        translate = translate_events if self._direct is not None else translate_event
+        return drive_stream(partial(self._open_stream, request, timeout_s),
+                            translate, ERRORS)  # type: ignore[arg-type]
 
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
+        client = self.client()
         body = {**build_request(request), "stream": True,
                 "stream_options": {"include_usage": True}}
         if self._direct is not None:
-            self.client()  # the key check
             return await self._direct.stream(body, timeout_s)
-        return await self.client().post(
+        return await client.post(
             "/chat/completions", body=body, cast_to=object, options={"timeout": timeout_s},
             stream=True, stream_cls=AsyncStream[object])
 

@@ -11,7 +11,7 @@ with the SDK transport (``transport: sdk``), so both send identical bodies and r
 answers with the same code (``tests/providers/test_openai_transports.py`` checks it).
 
 Streams are read one network read at a time: every event that arrived in one read is
-passed on together (``read_events`` yields a list), so a burst of tokens becomes one
+passed on together (``DirectEvents`` yields a list per read), so a burst of tokens becomes one
 gRPC message instead of one per token, while a token that arrives alone is passed on at
 once — nothing waits for a timer.
 

@@ -103,15 +103,23 @@ def _builder(name: str, cfg: ProviderConfig, executor: Executor | None
     return builder
 
 
-def build_provider(name: str, config: GatewayConfig, environ: Mapping[str, str],
-                   executor: Executor | None = None) -> Provider:
-    """The adapter of the provider configured as ``name``."""
+def _constructor(name: str, config: GatewayConfig, environ: Mapping[str, str],
+                 executor: Executor | None) -> Callable[[], Provider]:
+    """What builds the provider ``name``, its configuration checked and its key read now
+    (a missing key is logged once, at start-up)."""
     cfg = config.providers[name]
     builder = _builder(name, cfg, executor)
     if cfg.kind == "bedrock":
-        return _bedrock(name, cfg, None, executor,  # type: ignore[arg-type]
-                        configured_regions(name, config))
-    return builder(name, cfg, _api_key(name, cfg, config, environ), executor)  # type: ignore[arg-type]
+        return partial(_bedrock, name, cfg, None, executor,  # type: ignore[arg-type]
+                       configured_regions(name, config))
+    return partial(builder, name, cfg, _api_key(name, cfg, config, environ),
+                   executor)  # type: ignore[arg-type]
+
+
+def build_provider(name: str, config: GatewayConfig, environ: Mapping[str, str],
+                   executor: Executor | None = None) -> Provider:
+    """The adapter of the provider configured as ``name``, built now."""
+    return _constructor(name, config, environ, executor)()
 
 
 # The module each kind's adapter (and so its vendor SDK) lives in.
@@ -124,15 +132,9 @@ def build_providers(config: GatewayConfig, environ: Mapping[str, str],
     (``LazyProvider``). ``executor`` runs blocking SDK calls (boto3); the caller owns it
     and shuts it down after closing the providers. Configuration errors still surface
     here, at start-up."""
-    providers: dict[str, Provider] = {}
-    for name, cfg in config.providers.items():
-        _builder(name, cfg, executor)
-        if cfg.kind != "bedrock":
-            _api_key(name, cfg, config, environ)  # warns now about a missing key
-        providers[name] = LazyProvider(
-            name, ADAPTER_MODULES[cfg.kind],
-            partial(build_provider, name, config, environ, executor))
-    return providers
+    return {name: LazyProvider(name, ADAPTER_MODULES[cfg.kind],
+                               _constructor(name, config, environ, executor))
+            for name, cfg in config.providers.items()}
 
 
 # --- embedders ---------------------------------------------------------------------------
