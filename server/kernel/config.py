@@ -292,6 +292,17 @@ class EmbeddingRouteConfig(_Strict):
                                  "the local model")
 
 
+class HybridConfig(_Strict):
+    """Hybrid search's blend (server/rag/retrieve.py): the vector side's weight falls from
+    ``vector_when_lexical_weak`` to ``vector_when_lexical_strong`` as the best normalised
+    BM25 score rises from ``lexical_weak`` to ``lexical_strong``."""
+
+    vector_when_lexical_weak: float = Field(0.6, ge=0, le=1)
+    vector_when_lexical_strong: float = Field(0.2, ge=0, le=1)
+    lexical_weak: float = Field(0.3, ge=0, le=1)
+    lexical_strong: float = Field(0.6, ge=0, le=1)
+
+
 class RagConfig(_Strict):
     """Retrieval: the embedder, chunking defaults and search bounds (server/rag)."""
 
@@ -319,6 +330,10 @@ class RagConfig(_Strict):
         2000, ge=100, description="grounded Generate: tokens of retrieved context by default",
         validation_alias=AliasChoices("default_context_tokens", "context_token_budget"))
     max_context_tokens: int = Field(16000, ge=100)
+    hybrid: HybridConfig = HybridConfig()
+    query_cache_size: int = Field(
+        4096, ge=0, description="query embeddings kept per process (LRU; 0 turns it off): a "
+        "repeated question skips the embedder")
 
     @model_validator(mode="after")
     def _consistent(self) -> RagConfig:

@@ -1,6 +1,8 @@
 """Ingestion: chunk, embed, store; unchanged documents are skipped by checksum.
 
-Embedding happens before the write transaction (it is the slow part), so the transaction
+Each chunk is embedded and indexed with its context (document title and section
+heading, server/rag/lexical.py) while its stored content, the citable text, stays as
+written. Embedding happens before the write transaction (it is the slow part), so the transaction
 that swaps a document's chunks stays short; readers see either version whole.
 """
 
@@ -17,6 +19,7 @@ from server.kernel.tenancy import local_name
 from server.kernel.errors import Fault, FieldViolation, GatewayError, bad_field, invalid_argument
 from server.rag.chunking import ChunkingParams, split_text
 from server.rag.embedders import EmbedderSet, UnknownEmbedder
+from server.rag.lexical import chunk_contexts, embedding_input, lexical_text
 from server.rag.store import ChunkRecord, DocumentRecord, Namespace, RagStore
 
 
@@ -42,10 +45,16 @@ class DocumentOutcome:
     chunk_count: int
 
 
+# Bumped when the way chunks are embedded or indexed changes, so re-ingesting an
+# unchanged document rebuilds it. 2: chunks embedded and indexed with their context.
+CHUNK_FORMAT = 2
+
+
 def document_checksum(doc: DocumentInput, params: ChunkingParams, model: str) -> str:
     """SHA-256 of everything that shapes the stored chunks: same checksum → no work."""
     canonical = json.dumps([doc.title, doc.source, doc.text, doc.metadata, params.size,
-                            params.overlap, model], sort_keys=True, ensure_ascii=False)
+                            params.overlap, model, CHUNK_FORMAT],
+                           sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -93,17 +102,19 @@ class Ingestor:
         checksums = {d.id: document_checksum(d, params, ns.embedding_model) for d in documents}
         stored = await self._store.document_checksums(namespace, [d.id for d in documents])
         outcomes: dict[str, DocumentOutcome] = {}
-        pending: list[tuple[DocumentInput, list[str]]] = []
+        pending: list[tuple[DocumentInput, list[str], list[str]]] = []
         for doc in documents:
             if doc.id in stored and stored[doc.id][0] == checksums[doc.id]:
                 outcomes[doc.id] = DocumentOutcome(doc.id, Outcome.UNCHANGED, stored[doc.id][1])
             else:
-                pending.append((doc, split_text(doc.text, params)))
-        texts = [text for _, chunks in pending for text in chunks]
+                chunks = split_text(doc.text, params)
+                pending.append((doc, chunks, chunk_contexts(doc.title, doc.text, chunks)))
+        texts = [embedding_input(context, text) for _, chunks, contexts in pending
+                 for text, context in zip(chunks, contexts)]
         vectors = await embedder.embed(texts) if texts else []
         records: list[DocumentRecord] = []
         offset = 0
-        for doc, chunks in pending:
+        for doc, chunks, contexts in pending:
             checksum = checksums[doc.id]
             records.append(DocumentRecord(
                 id=doc.id, title=doc.title, source=doc.source, metadata=doc.metadata,
@@ -111,7 +122,8 @@ class Ingestor:
                 chunks=[ChunkRecord(id=chunk_id(namespace, doc.id, checksum, i), position=i,
                                     content=text,
                                     checksum=hashlib.sha256(text.encode()).hexdigest(),
-                                    embedding=vectors[offset + i])
+                                    embedding=vectors[offset + i],
+                                    lexical=lexical_text(text, contexts[i]))
                         for i, text in enumerate(chunks)]))
             offset += len(chunks)
             outcomes[doc.id] = DocumentOutcome(

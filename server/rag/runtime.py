@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.kernel.config import RagConfig
 from server.rag.embedders import EmbedderSet, local_embedders
 from server.rag.ingest import Ingestor
-from server.rag.retrieve import Retriever
+from server.rag.retrieve import HybridWeights, Retriever
 from server.rag.store import HnswSettings, RagStore
 
 
@@ -33,4 +33,6 @@ class RagRuntime:
         embedders.default = config.embedder
         store = RagStore(engine, HnswSettings(config.hnsw_m, config.hnsw_ef_construction,
                                               config.filter_overfetch))
-        return cls(embedders, store, Retriever(store, embedders), Ingestor(store, embedders))
+        hybrid = HybridWeights(**config.hybrid.model_dump())
+        retriever = Retriever(store, embedders, hybrid, config.query_cache_size)
+        return cls(embedders, store, retriever, Ingestor(store, embedders))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from typing import Any
 import asyncpg
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.kernel.lru import LruCache
+from server.rag.lexical import Bm25Params, LexicalText, lexical_text
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class ChunkRecord:
     content: str
     checksum: str
     embedding: np.ndarray
+    lexical: LexicalText | None = None  # None: the content alone, as body text
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,11 @@ class HnswSettings:
     overfetch: int = 40  # ef_search = top_k * overfetch for filtered queries (pgvector < 0.8)
 
 
+STATS_TTL_S = 30.0
+STATS_CACHE_SIZE = 1024
+LEXICAL_CANDIDATES = 1000  # lexical matches scored by BM25 per query (see keyword_search)
+
+
 def vector_literal(vector: np.ndarray | Sequence[float]) -> str:
     """pgvector's text form; float32 round-trips exactly with repr-style formatting."""
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
@@ -103,13 +113,11 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-# $2 as a tsquery of OR-ed lexemes, whole and split at . _ : / - (see keyword_search).
-_OR_QUERY = """
-    SELECT nullif(concat_ws(' | ',
-        nullif(replace(plainto_tsquery('english', $2)::text, ' & ', ' | '), ''),
-        nullif(replace(plainto_tsquery('english',
-            regexp_replace($2, '[._:/-]+', ' ', 'g'))::text, ' & ', ' | '), '')), '')::tsquery
-        AS query"""
+# The labelled tsvector of a chunk (server/rag/lexical.py says what each label holds).
+_WEIGHTED_TSV = ("setweight(to_tsvector('english', u.context), 'A')"
+                 " || setweight(to_tsvector('english', u.parts), 'B')"
+                 " || setweight(to_tsvector('english', u.refs), 'C')"
+                 " || to_tsvector('english', u.body)")
 
 _HIT_COLUMNS = ("c.id, c.document_id, d.title, d.source, c.content, c.metadata, c.position")
 
@@ -169,6 +177,8 @@ class RagStore:
         self._hnsw = hnsw
         self._namespaces: dict[str, Namespace] = {}  # immutable once created: safe to cache
         self._pgvector_version: tuple[int, ...] | None = None
+        self._lexical_stats: LruCache[str, tuple[float, int, float]] = LruCache(
+            STATS_CACHE_SIZE)  # see lexical_stats
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -242,6 +252,7 @@ class RagStore:
 
         One transaction: readers see every document either entirely old or entirely new.
         """
+        self._lexical_stats.pop(namespace)
         async with self._conn() as pg, pg.transaction():
             for doc in documents:
                 await pg.execute(
@@ -257,20 +268,26 @@ class RagStore:
                                  "AND document_id = $2", namespace, doc.id)
                 if not doc.chunks:
                     continue
+                lexical = [c.lexical or lexical_text(c.content, "") for c in doc.chunks]
                 await pg.execute(
                     "INSERT INTO rag_chunks (id, namespace, document_id, position, content,"
-                    " metadata, checksum, embedding_model, embedding) "
+                    " metadata, checksum, embedding_model, embedding, tsv) "
                     "SELECT u.id, $1, $2, u.position, u.content, $3::jsonb, u.checksum, $4,"
-                    " u.embedding::vector "
-                    "FROM unnest($5::text[], $6::int[], $7::text[], $8::text[], $9::text[])"
-                    " AS u(id, position, content, checksum, embedding)",
+                    f" u.embedding::vector, {_WEIGHTED_TSV} "
+                    "FROM unnest($5::text[], $6::int[], $7::text[], $8::text[], $9::text[],"
+                    " $10::text[], $11::text[], $12::text[], $13::text[])"
+                    " AS u(id, position, content, checksum, embedding, context, body,"
+                    " refs, parts)",
                     namespace, doc.id, json.dumps(doc.metadata), model,
                     [c.id for c in doc.chunks], [c.position for c in doc.chunks],
                     [c.content for c in doc.chunks], [c.checksum for c in doc.chunks],
-                    [vector_literal(c.embedding) for c in doc.chunks])
+                    [vector_literal(c.embedding) for c in doc.chunks],
+                    [t.context for t in lexical], [t.body for t in lexical],
+                    [t.references for t in lexical], [t.identifier_parts for t in lexical])
 
     async def delete_documents(self, namespace: str, ids: Sequence[str]) -> tuple[int, int]:
         """(documents, chunks) deleted."""
+        self._lexical_stats.pop(namespace)
         async with self._conn() as pg, pg.transaction():
             chunks = await pg.fetchval(
                 "WITH gone AS (DELETE FROM rag_chunks WHERE namespace = $1 AND "
@@ -325,21 +342,95 @@ class RagStore:
             hits = [h for h in hits if h.score >= min_score]
         return hits
 
+    async def lexical_stats(self, namespace: str) -> tuple[int, float]:
+        """(chunks, mean distinct lexemes per chunk) of a namespace, for BM25.
+
+        Cached for ``STATS_TTL_S`` (and dropped when this process writes the namespace):
+        counting 100k rows per query would cost more than the search, and BM25 barely
+        moves when a few documents change. Bounded: the oldest entry goes first.
+        """
+        now = time.monotonic()
+        cached = self._lexical_stats.get(namespace)
+        if cached is not None and now - cached[0] < STATS_TTL_S:
+            return cached[1], cached[2]
+        async with self._conn() as pg:
+            row = await pg.fetchrow("SELECT count(*) AS n, coalesce(avg(length(tsv)), 0) AS avgdl"
+                                    " FROM rag_chunks WHERE namespace = $1", namespace)
+        self._lexical_stats.put(namespace, (now, int(row["n"]), float(row["avgdl"])))
+        return int(row["n"]), float(row["avgdl"])
+
+    async def cosine_scores(self, ns: Namespace, vector: np.ndarray,
+                            chunk_ids: Sequence[str]) -> dict[str, float]:
+        """Cosine similarity of ``vector`` to each of ``chunk_ids`` (exact, by primary key):
+        hybrid search fills in the vector score of chunks only the lexical side found."""
+        if not chunk_ids:
+            return {}
+        async with self._conn() as pg:
+            rows = await pg.fetch(
+                "SELECT id, 1 - (embedding <=> $2::vector) AS score FROM rag_chunks"
+                " WHERE namespace = $1 AND id = ANY($3::text[])",
+                ns.name, vector_literal(vector), list(chunk_ids))
+        return {r["id"]: float(r["score"]) for r in rows}
+
     async def keyword_search(self, ns: Namespace, query: str, top_k: int,
-                             filters: Filters) -> list[Hit]:
-        """Full-text search (English stemming); any query term may match; best first.
+                             filters: Filters, bm25: Bm25Params = Bm25Params(),
+                             within: Sequence[str] = ()) -> list[Hit]:
+        """Full-text search ranked by BM25 (English stemming); any query term may match.
 
         OR semantics because a question rarely has all its words in the answer; terms
-        are taken both whole and split at ``. _ : / -`` (as the migration indexes them);
-        ts_rank (term frequency) ranked OR queries better than ts_rank_cd on our
-        evaluation set (bench/rag_quality.py).
+        are taken both whole and split at ``. _ : / -``. Postgres' ``ts_rank`` has no
+        inverse document frequency, so a common word counted as much as an error code;
+        BM25 weighs each term by how rare it is in the namespace (document frequency by
+        the GIN index, one count per query term), saturates repeated terms (k1) and
+        normalises by chunk length (b, distinct lexemes as the length). A term's
+        occurrences count by their label (server/rag/lexical.py): the chunk's title and
+        heading more, cross-references less. The ``LEXICAL_CANDIDATES`` best matches by
+        ``ts_rank`` are scored, which bounds the work for queries of common words.
+
+        Scores are divided by the most a chunk could score for this query (every term,
+        saturated: Σ idf·(k1+1)), so they fall in [0, 1] and mean the same from query to
+        query: near 1 when the rare terms of the query are there, low when only its
+        common words are. Hybrid fusion relies on that to trust the lexical side only when
+        it found something specific. ``within`` limits the search to those chunks (hybrid
+        search scores the vector side's chunks this way).
         """
-        args: list[Any] = [ns.name, query, top_k]
+        chunks, avgdl = await self.lexical_stats(ns.name)
+        args: list[Any] = [ns.name, query, top_k, chunks, max(avgdl, 1.0), bm25.k1, bm25.b,
+                           bm25.context_weight, bm25.identifier_weight, bm25.reference_weight,
+                           LEXICAL_CANDIDATES]
         where = "c.namespace = $1" + _filter_sql(filters, args)
-        sql = (f"SELECT {_HIT_COLUMNS}, ts_rank(c.tsv, q.query) AS rank "
-               f"FROM ({_OR_QUERY}) q, rag_chunks c JOIN rag_documents d ON"
-               f" d.namespace = c.namespace AND d.id = c.document_id"
-               f" WHERE {where} AND c.tsv @@ q.query ORDER BY rank DESC, c.id LIMIT $3")
+        if within:
+            args.append(list(within))
+            where += f" AND c.id = ANY(${len(args)}::text[])"
+        sql = f"""
+            WITH terms AS (SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(
+                     to_tsvector('english', $2) || to_tsvector('english',
+                         regexp_replace($2, '[._:/-]+', ' ', 'g')))) AS lexeme),
+                 q AS (SELECT nullif(string_agg(quote_literal(lexeme), ' | '), '')::tsquery
+                           AS query FROM terms),
+                 df AS (SELECT t.lexeme, ln(1 + ($4 - n.df + 0.5) / (n.df + 0.5)) AS idf
+                        FROM terms t, LATERAL (SELECT count(*) AS df FROM rag_chunks c2
+                            WHERE c2.namespace = $1
+                              AND c2.tsv @@ quote_literal(t.lexeme)::tsquery) n),
+                 cand AS (SELECT c.id, c.tsv FROM q, rag_chunks c
+                          WHERE {where} AND c.tsv @@ q.query
+                          ORDER BY ts_rank(c.tsv, q.query) DESC, c.id LIMIT $11),
+                 scored AS (
+                     SELECT cand.id, sum(df.idf * tf.f * ($6 + 1)
+                                / (tf.f + $6 * (1 - $7 + $7 * length(cand.tsv) / $5))) AS score
+                     FROM cand, LATERAL (
+                         SELECT u.lexeme, (SELECT sum(CASE w WHEN 'A' THEN $8 WHEN 'B' THEN $9
+                                                   WHEN 'C' THEN $10 ELSE 1.0 END)
+                                           FROM unnest(u.weights) AS w) AS f
+                         FROM unnest(cand.tsv) AS u
+                         WHERE u.lexeme IN (SELECT lexeme FROM terms)) tf
+                     JOIN df ON df.lexeme = tf.lexeme
+                     GROUP BY cand.id)
+            SELECT {_HIT_COLUMNS},
+                   s.score / (SELECT sum(idf) * ($6 + 1) FROM df) AS score FROM scored s
+            JOIN rag_chunks c ON c.id = s.id
+            JOIN rag_documents d ON d.namespace = c.namespace AND d.id = c.document_id
+            ORDER BY s.score DESC, c.id LIMIT $3"""
         async with self._conn() as pg:
             rows = await pg.fetch(sql, *args)
-        return [_hit(r, r["rank"]) for r in rows]
+        return [_hit(r, r["score"]) for r in rows]

@@ -15,6 +15,7 @@ from llmgateway.v1 import retrieval_pb2_grpc
 from sqlalchemy import text
 
 from server.kernel.db.engine import create_engine
+from server.rag.lexical import embedding_input
 from server.rag.store import index_name_for
 from simulator.testing import SimulatorProcess
 from tests.rag.conftest import RAG_AUTH
@@ -85,9 +86,11 @@ async def test_a_namespace_embedded_by_openai_ingests_and_retrieves(
     assert len(chunks) == len(DOCS) and set(chunks) == {(OPENAI_EMBEDDER, DIMENSION)}
     assert f"vector({DIMENSION})" in await index_definition(pg_url, namespace)
 
-    # The simulator's vectors are seeded by the text: a document's own text finds it.
-    _, kitten_text, _ = DOCS["kitten"]
-    reply = await stub.Retrieve(pb.RetrieveRequest(namespace=namespace, query=kitten_text,
+    # The simulator's vectors are seeded by the text: the text a chunk was embedded as
+    # (its title as context, then its content) finds it.
+    kitten_title, kitten_text, _ = DOCS["kitten"]
+    query = embedding_input(kitten_title, kitten_text)
+    reply = await stub.Retrieve(pb.RetrieveRequest(namespace=namespace, query=query,
                                                    top_k=3), metadata=RAG_AUTH)
     assert reply.embedding_model == OPENAI_EMBEDDER
     assert [c.document_id for c in reply.chunks][:1] == ["kitten"]

@@ -72,7 +72,7 @@ class RetrieveRequest(_message.Message):
     top_k: _builtins.int
     """How many chunks to return (1..100, default 5)."""
     min_score: _builtins.float
-    """Minimum cosine similarity in [-1, 1] for vector results."""
+    """Minimum cosine similarity in [-1, 1] for vector and hybrid results."""
     mode: _generation_pb2.SearchMode.ValueType
     """Vector (default), keyword or hybrid."""
     ef_search: _builtins.int
@@ -135,7 +135,9 @@ class RetrievedChunk(_message.Message):
     content: _builtins.str
     """The chunk's text."""
     score: _builtins.float
-    """Cosine similarity (vector mode) or fused/keyword rank score."""
+    """Cosine similarity (vector mode), BM25 normalised to [0, 1] (keyword mode) or the
+    weighted blend of both (hybrid mode).
+    """
     position: _builtins.int
     """Position of the chunk within its document, from 0."""
     @_builtins.property
