@@ -107,3 +107,42 @@ async def test_usage_record_stores_the_cited_chunk_ids(
     finally:
         await conn.close()
     assert stored == [c.chunk_id for c in response.citations]
+
+
+# Two near-identical postmortems: each names its own error code, and the US one points at
+# the EU one's code in a "Related" line (bench/rag_eval.py has 122 pages like these).
+POSTMORTEMS = {
+    "pm-checkout-eu": ("Postmortem: EU checkout timeouts",
+                       "Incident INC-43967. Checkout calls to the card processor for EU timed "
+                       "out, and customers saw error E-6095 on the payment page. Root cause: a "
+                       "retry budget of zero after a configuration change. We restored the "
+                       "budget and added an alert on payment errors."),
+    "pm-checkout-us": ("Postmortem: US checkout timeouts",
+                       "Incident INC-39840. Checkout calls to the card processor for US timed "
+                       "out, and customers saw error E-4889 on the payment page. Root cause: an "
+                       "expired certificate on the processor's side. We added certificate "
+                       "expiry monitoring. Related error code: E-6095."),
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_error_code_question_cites_the_postmortem_about_that_code_first(
+        generation: generation_pb2_grpc.GenerationServiceStub,
+        retrieval: retrieval_pb2_grpc.RetrievalServiceStub,
+        new_namespace: Callable[[], str], streamed: bool) -> None:
+    namespace = new_namespace()
+    await retrieval.IngestDocuments(rpb.IngestDocumentsRequest(namespace=namespace, documents=[
+        rpb.Document(id=i, title=t, text=text) for i, (t, text) in POSTMORTEMS.items()]),
+        metadata=RAG_AUTH)
+    question = [pb.Message(role="user", content="What caused error E-6095 at checkout?")]
+    options = pb.RetrievalOptions(namespace=namespace, top_k=2, mode=pb.SEARCH_MODE_HYBRID)
+    if streamed:
+        events = [e async for e in generation.StreamGenerate(pb.StreamGenerateRequest(
+            model="sim-chat", messages=question, retrieval=options), metadata=RAG_AUTH)]
+        citations = list(events[-1].end.citations)
+    else:
+        citations = list((await generation.Generate(pb.GenerateRequest(
+            model="sim-chat", messages=question, retrieval=options),
+            metadata=RAG_AUTH)).citations)
+    assert [(c.label, c.document_id) for c in citations] == [
+        ("[1]", "pm-checkout-eu"), ("[2]", "pm-checkout-us")]
