@@ -6,8 +6,8 @@ row in ten returns far fewer than ``top_k`` rows. What we do:
 
 * Namespace: every namespace has its own *partial* HNSW index (``WHERE namespace = …``),
   so a namespace query walks a graph holding only that namespace's chunks: no
-  post-filtering at all, full recall. Queries run with ``plan_cache_mode =
-  force_custom_plan`` so the planner matches the partial index for any namespace value.
+  post-filtering at all, full recall. The namespace is written into the query as a
+  literal so the planner matches the partial index (and can cache the plan).
 * Metadata / document filters inside a namespace: on pgvector >= 0.8 we turn on
   ``hnsw.iterative_scan`` (the index keeps scanning until enough rows pass). On older
   versions (pgserver bundles 0.6.2) we *over-fetch and refine*: ef_search is raised to
@@ -311,25 +311,33 @@ class RagStore:
         still run out before ``top_k`` rows pass. A ``document_ids`` filter goes straight
         to exact search: the (namespace, document_id) index finds those few chunks.
         """
-        args: list[Any] = [ns.name, vector_literal(vector), top_k]
-        where = "c.namespace = $1" + _filter_sql(filters, args)
+        # The namespace is a literal, not a parameter: the planner then matches its partial
+        # index while planning, and the plan can be cached per namespace (with a parameter
+        # every execution needed a custom plan, whose cost grows with the number of
+        # namespaces' indexes).
+        args: list[Any] = [vector_literal(vector), top_k]
+        where = f"c.namespace = {_quote_literal(ns.name)}" + _filter_sql(filters, args)
         dim = ns.dimension
-        iterative = bool(filters) and await self.iterative_scan()
+        iterative_scans = await self.iterative_scan()
+        iterative = bool(filters) and iterative_scans
         if filters and not iterative:
             ef_search = min(1000, max(ef_search, top_k * self._hnsw.overfetch))
-        select = (f"SELECT {_HIT_COLUMNS}, {{order}} <=> $2::vector({dim}) AS distance"
+        select = (f"SELECT {_HIT_COLUMNS}, {{order}} <=> $1::vector({dim}) AS distance"
                   f" FROM rag_chunks c JOIN rag_documents d ON d.namespace = c.namespace"
                   f" AND d.id = c.document_id WHERE {where}"
-                  f" ORDER BY {{order}} <=> $2::vector({dim}) LIMIT $3")
+                  f" ORDER BY {{order}} <=> $1::vector({dim}) LIMIT $2")
         indexed = select.format(order=f"(c.embedding::vector({dim}))")
         exact = select.format(order="c.embedding")  # no index orders the uncast column
-        async with self._conn() as pg, pg.transaction():
-            await pg.execute(
-                "SELECT set_config('hnsw.ef_search', $1, true),"
-                " set_config('plan_cache_mode', 'force_custom_plan', true)",
-                str(ef_search))
-            if iterative:
-                await pg.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        async with self._conn() as pg:
+            # Session-level settings, one round trip and no transaction: every search sets
+            # them before it scans, and nothing else on these connections reads them.
+            if iterative_scans:
+                await pg.execute("SELECT set_config('hnsw.ef_search', $1, false),"
+                                 " set_config('hnsw.iterative_scan', $2, false)",
+                                 str(ef_search), "strict_order" if iterative else "off")
+            else:
+                await pg.execute("SELECT set_config('hnsw.ef_search', $1, false)",
+                                 str(ef_search))
             if filters.document_ids:
                 # A few documents' chunks, found by index: exact is cheap and exact.
                 rows = await pg.fetch(exact, *args)
