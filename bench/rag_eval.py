@@ -20,6 +20,7 @@ exactly what the Retriever sees:
     python bench/rag_eval.py [--split dev|heldout|all] [--modes vector,keyword,hybrid,bm25,exact]
                              [--examples 3] [--data-dir .data/bench] [--eval-data DIR]
                              [--namespace bench-eval] [--keep]
+                             [--chunk-size 1000 --chunk-overlap 150]
 
 Metrics are per query over documents (a document's best chunk stands for it), then
 averaged: R@k = share of the grade-2 documents in the top k; MRR@10 = 1 / rank of the
@@ -198,13 +199,14 @@ def exact_ranking(embeddings: np.ndarray, query: np.ndarray, k: int) -> list[int
 # --- the run ------------------------------------------------------------------------
 
 
-async def ingest(rag: RagRuntime, namespace: str, documents: list[EvalDocument]) -> int:
+async def ingest(rag: RagRuntime, namespace: str, documents: list[EvalDocument],
+                 chunking: ChunkingParams) -> int:
     """Ingest through the real path (chunk, embed, store); returns the chunk count."""
     chunks = 0
     for i in range(0, len(documents), 32):
         batch = [DocumentInput(id=d.id, text=d.text, title=d.title, source=f"rag_eval:{d.id}",
                                metadata=d.metadata) for d in documents[i:i + 32]]
-        outcomes, _ = await rag.ingestor.ingest(namespace, batch, CHUNKING)
+        outcomes, _ = await rag.ingestor.ingest(namespace, batch, chunking)
         chunks += sum(o.chunk_count for o in outcomes)
         print(f"\r  ingested {min(i + 32, len(documents))}/{len(documents)} documents", end="",
               file=sys.stderr, flush=True)
@@ -349,7 +351,8 @@ def hybrid_losses(queries: Sequence[EvalQuery], rankings: dict[str, dict[str, Ch
 
 
 async def run(database_url: str, namespace: str, keep: bool, data_dir: Path,
-              splits: Sequence[str], systems: Sequence[str], examples: int) -> None:
+              splits: Sequence[str], systems: Sequence[str], examples: int,
+              chunking: ChunkingParams = CHUNKING) -> None:
     engine = create_engine(database_url, 4)
     rag = RagRuntime.from_config(RagConfig(), engine)
     documents = load_documents(data_dir)
@@ -357,12 +360,12 @@ async def run(database_url: str, namespace: str, keep: bool, data_dir: Path,
     try:
         await drop_strays(rag, engine, namespace, documents)
         started = time.perf_counter()
-        chunk_count = await ingest(rag, namespace, documents)
+        chunk_count = await ingest(rag, namespace, documents, chunking)
         ingest_s = time.perf_counter() - started
         chunks = await stored_chunks(engine, namespace)
         per_doc = Counter(Counter(chunks.document_ids).values())
         print(f"corpus: {len(documents)} documents, {chunk_count} chunks (chunk "
-              f"{CHUNKING.size}/{CHUNKING.overlap}; documents by chunk count "
+              f"{chunking.size}/{chunking.overlap}; documents by chunk count "
               f"{dict(sorted(per_doc.items()))}), ingested in {ingest_s:.0f} s")
         counts = Counter((q.split, q.kind) for q in queries)
         late = late_answers(queries, chunks)
@@ -423,11 +426,14 @@ def main() -> None:
                         "breaks score ties by chunk id, so a fixed name makes runs repeatable")
     parser.add_argument("--keep", action="store_true",
                         help="keep the documents (the next run skips unchanged ones)")
+    parser.add_argument("--chunk-size", type=int, default=CHUNKING.size)
+    parser.add_argument("--chunk-overlap", type=int, default=CHUNKING.overlap)
     ns = parser.parse_args()
     splits = [ns.split] if ns.split else ["dev", "heldout"]
     url = os.environ.get("DATABASE_URL") or start_embedded(ns.data_dir)
     upgrade(url)
-    asyncio.run(run(url, ns.namespace, ns.keep, ns.eval_data, splits, ns.modes, ns.examples))
+    asyncio.run(run(url, ns.namespace, ns.keep, ns.eval_data, splits, ns.modes, ns.examples,
+                    ChunkingParams(ns.chunk_size, ns.chunk_overlap)))
 
 
 if __name__ == "__main__":

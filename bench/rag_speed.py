@@ -14,7 +14,7 @@ whose embeddings the gateway has already cached (each asked once before): the en
 latency of a repeated question. Recall@10 is against exact (numpy brute-force) cosine
 search over the same rows and filter.
 
-    python bench/rag_speed.py [--chunks 100000] [--queries 300] [--data-dir .data/bench]
+    python bench/rag_speed.py [--chunks 100000] [--queries 300] [--data-dir .data/bench] [--keep]
 """
 
 from __future__ import annotations
@@ -96,6 +96,27 @@ async def bulk_load(store: RagStore, engine, namespace: str, vectors: np.ndarray
     return build_s
 
 
+async def drop_bench_namespaces(database_url: str) -> int:
+    """Remove every namespace an earlier run of this script left (they are 100k-row,
+    index-carrying leftovers: each one slows the next run's planning and caching)."""
+    import asyncpg
+
+    pg = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await pg.fetch("SELECT name, index_name FROM rag_namespaces"
+                              " WHERE name LIKE 'bench-speed-%'")
+        for row in rows:
+            await pg.execute(f"DROP INDEX IF EXISTS {row['index_name']}")
+            await pg.execute("DELETE FROM rag_chunks WHERE namespace = $1", row["name"])
+            await pg.execute("DELETE FROM rag_documents WHERE namespace = $1", row["name"])
+            await pg.execute("DELETE FROM rag_namespaces WHERE name = $1", row["name"])
+        if rows:
+            await pg.execute("VACUUM ANALYZE rag_chunks")
+        return len(rows)
+    finally:
+        await pg.close()
+
+
 def exact_top(vectors: np.ndarray, query: np.ndarray, mask: np.ndarray | None, k: int) -> set[int]:
     sims = vectors @ query
     if mask is not None:
@@ -140,6 +161,9 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
     centres = unit(rng.standard_normal((TOPICS, DIM)).astype(np.float32))
     data = synthetic(rng, centres, args.chunks)
     queries = synthetic(rng, centres, args.queries)
+    dropped = await drop_bench_namespaces(database_url)
+    if dropped:
+        print(f"dropped {dropped} namespaces left by earlier runs", file=sys.stderr)
     engine = create_engine(database_url, 2)
     store = RagStore(engine)
     tag = f"{int(time.time())}"
@@ -238,12 +262,16 @@ async def run(args: argparse.Namespace, database_url: str) -> None:
               f" {shown:>9} | {full:>4}/{n:<5} |")
     print(f"\nquery embedding (local all-MiniLM-L6-v2, 1 BLAS thread, ~15 words): "
           f"p50 {statistics.median(times) * 1000:.1f} ms, p99 {pct(times, 99):.1f} ms")
+    if not args.keep:
+        await drop_bench_namespaces(database_url)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the loaded namespaces (the next run drops them anyway)")
     parser.add_argument("--data-dir", type=Path, default=Path(".data/bench"))
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL") or start_embedded(args.data_dir)
