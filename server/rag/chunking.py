@@ -4,9 +4,7 @@ Why recursive: a chunk that ends mid-sentence embeds worse and reads worse in a 
 Pieces are split at the coarsest separator that makes them fit ``size`` characters, then
 merged greedily back up to ``size``; neighbouring chunks share up to ``overlap``
 characters taken from whole pieces at the end of the previous chunk, so a fact that
-straddles a boundary is found from either side. A Markdown heading never ends a chunk: it
-moves to the next one, with the text it introduces (a dangling heading is noise in a
-citation and leaves its section's first chunk without it).
+straddles a boundary is found from either side.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from dataclasses import dataclass
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _SEPARATORS: tuple[str | re.Pattern[str], ...] = ("\n\n", "\n", _SENTENCE_END, " ")
-_HEADING = re.compile(r"#{1,6}\s")
 
 
 @dataclass(frozen=True)
@@ -63,29 +60,17 @@ def split_text(text: str, params: ChunkingParams = ChunkingParams()) -> list[str
     length = 0
     for atom in atoms:
         if current and length + len(atom) > params.size:
-            headings: list[str] = []
-            while len(current) > 1 and _HEADING.match(current[-1]):
-                headings.insert(0, current.pop())
             chunks.append("".join(current))
-            # Carry whole trailing pieces (up to `overlap` chars) into the next chunk; a
-            # heading that would have ended this chunk starts the next one instead.
+            # Carry whole trailing pieces (up to `overlap` chars) into the next chunk.
             carried: list[str] = []
             carried_len = 0
-            if headings:
-                carried = headings
-            else:
-                for piece in reversed(current):
-                    if carried_len + len(piece) > params.overlap:
-                        break
-                    carried.insert(0, piece)
-                    carried_len += len(piece)
-            carried_len = sum(len(p) for p in carried)
+            for piece in reversed(current):
+                if carried_len + len(piece) > params.overlap:
+                    break
+                carried.insert(0, piece)
+                carried_len += len(piece)
             if carried_len + len(atom) > params.size:
-                if headings and len(headings[-1]) + len(atom) <= params.size:
-                    carried = headings[-1:]
-                else:
-                    carried = []
-                carried_len = sum(len(p) for p in carried)
+                carried, carried_len = [], 0
             current, length = carried, carried_len
         current.append(atom)
         length += len(atom)

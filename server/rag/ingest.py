@@ -46,9 +46,8 @@ class DocumentOutcome:
 
 
 # Bumped when the way chunks are embedded or indexed changes, so re-ingesting an
-# unchanged document rebuilds it. 2: chunks embedded and indexed with their context;
-# 3: a heading starts the chunk of the text it introduces.
-CHUNK_FORMAT = 3
+# unchanged document rebuilds it. 2: chunks embedded and indexed with their context.
+CHUNK_FORMAT = 2
 
 
 def document_checksum(doc: DocumentInput, params: ChunkingParams, model: str) -> str:

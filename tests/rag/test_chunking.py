@@ -43,14 +43,3 @@ def test_a_word_longer_than_the_chunk_is_cut_by_characters() -> None:
     chunks = split_text("x" * 250, ChunkingParams(size=100, overlap=0))
     assert chunks == ["x" * 100, "x" * 100, "x" * 50]
 
-
-def test_a_heading_starts_the_chunk_of_the_text_it_introduces() -> None:
-    text = "\n\n".join(f"## Section {i}\n\n" + " ".join(
-        f"Section {i} sentence {s} carries its share of the text." for s in range(3))
-        for i in range(6))
-    chunks = split_text(text, ChunkingParams(size=300, overlap=60))
-    assert len(chunks) >= 3
-    for chunk in chunks:
-        assert not chunk.rstrip().splitlines()[-1].startswith("#"), chunk
-    for i in range(6):
-        assert any(c.startswith(f"## Section {i}") for c in chunks), i
