@@ -15,8 +15,6 @@ import logging
 from typing import Final
 from urllib.parse import urlsplit
 
-import httpx
-
 logger = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES: Final = 1024 * 1024
@@ -50,6 +48,11 @@ class HttpJwksFetcher:
                            "signing keys; use https", self.origin)
 
     async def __call__(self) -> bytes:
+        # Imported here: httpx pulls rich, click and pygments (its command line), ~4 MB
+        # resident that a gateway without `auth.jwks_url` never needs. The first fetch
+        # happens in `Gateway.start`, so no request pays the import.
+        import httpx
+
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._get()
@@ -59,6 +62,8 @@ class HttpJwksFetcher:
             raise JwksFetchError(f"{type(exc).__name__}: {exc}") from None
 
     async def _get(self) -> bytes:
+        import httpx
+
         headers = {"accept": "application/jwk-set+json, application/json",
                    "accept-encoding": "identity"}
         async with (
