@@ -23,17 +23,18 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from server.kernel.config import GatewayConfig
 from server.kernel.db.embedded import start_embedded
-from server.kernel.db.migrate import upgrade
+from server.kernel.db.migrate import migrate_to_heads
 
 log = logging.getLogger("llmgw.serve")
 
 
-def prepare_database(config: GatewayConfig) -> str:
+def prepare_database(config: GatewayConfig, *, isolated_migrations: bool = False) -> str:
     """The database URL to use (starting the embedded server if none is configured),
-    migrated when the configuration asks for it."""
+    migrated when the configuration asks for it. ``isolated_migrations``: a pending
+    migration runs in a child process, so a long-lived server never imports Alembic."""
     url = config.database.url or start_embedded(config.data_dir)
     if config.database.migrate_on_start:
-        upgrade(url)
+        migrate_to_heads(url, isolated=isolated_migrations)
     return url
 
 
@@ -65,7 +66,7 @@ async def _serve(config: GatewayConfig, database_url: str,
 
 def serve_single(config: GatewayConfig) -> None:
     """One process: database, metrics endpoint and the gRPC server."""
-    database_url = prepare_database(config)
+    database_url = prepare_database(config, isolated_migrations=True)
     registry = CollectorRegistry()
     start_http_server(config.server.metrics_port, config.server.metrics_host, registry=registry)
     with _event_loop_runner() as runner:
@@ -85,7 +86,7 @@ def serve_workers(config: GatewayConfig, workers: int, config_path: Path | None)
     """The supervisor: prepare, start N workers, aggregate metrics, forward signals."""
     if config.server.port == 0:
         raise SystemExit("--workers needs a fixed --port (the workers share it)")
-    database_url = prepare_database(config)
+    database_url = prepare_database(config, isolated_migrations=True)
     metrics_dir = tempfile.mkdtemp(prefix="llmgw-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from prometheus_client import multiprocess
