@@ -100,6 +100,13 @@ STATS_CACHE_SIZE = 1024
 LEXICAL_CANDIDATES = 1000  # lexical matches scored by BM25 per query (see keyword_search)
 
 
+def vector_param(vector: np.ndarray | Sequence[float]) -> list[float]:
+    """A query vector as a ``real[]`` parameter (cast to ``vector`` in SQL): asyncpg sends
+    it in binary, exact for float32, where the text form cost ~0.4 ms per query to format
+    here and more to parse in Postgres."""
+    return np.asarray(vector, dtype=np.float32).tolist()
+
+
 def vector_literal(vector: np.ndarray | Sequence[float]) -> str:
     """pgvector's text form; float32 round-trips exactly with repr-style formatting."""
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
@@ -315,17 +322,18 @@ class RagStore:
         # index while planning, and the plan can be cached per namespace (with a parameter
         # every execution needed a custom plan, whose cost grows with the number of
         # namespaces' indexes).
-        args: list[Any] = [vector_literal(vector), top_k]
+        args: list[Any] = [vector_param(vector), top_k]
         where = f"c.namespace = {_quote_literal(ns.name)}" + _filter_sql(filters, args)
         dim = ns.dimension
         iterative_scans = await self.iterative_scan()
         iterative = bool(filters) and iterative_scans
         if filters and not iterative:
             ef_search = min(1000, max(ef_search, top_k * self._hnsw.overfetch))
-        select = (f"SELECT {_HIT_COLUMNS}, {{order}} <=> $1::vector({dim}) AS distance"
+        query = f"$1::real[]::vector({dim})"
+        select = (f"SELECT {_HIT_COLUMNS}, {{order}} <=> {query} AS distance"
                   f" FROM rag_chunks c JOIN rag_documents d ON d.namespace = c.namespace"
                   f" AND d.id = c.document_id WHERE {where}"
-                  f" ORDER BY {{order}} <=> $1::vector({dim}) LIMIT $2")
+                  f" ORDER BY {{order}} <=> {query} LIMIT $2")
         indexed = select.format(order=f"(c.embedding::vector({dim}))")
         exact = select.format(order="c.embedding")  # no index orders the uncast column
         async with self._conn() as pg:
@@ -375,9 +383,9 @@ class RagStore:
             return {}
         async with self._conn() as pg:
             rows = await pg.fetch(
-                "SELECT id, 1 - (embedding <=> $2::vector) AS score FROM rag_chunks"
+                "SELECT id, 1 - (embedding <=> $2::real[]::vector) AS score FROM rag_chunks"
                 " WHERE namespace = $1 AND id = ANY($3::text[])",
-                ns.name, vector_literal(vector), list(chunk_ids))
+                ns.name, vector_param(vector), list(chunk_ids))
         return {r["id"]: float(r["score"]) for r in rows}
 
     async def keyword_search(self, ns: Namespace, query: str, top_k: int,
