@@ -250,3 +250,39 @@ async def test_a_burst_of_tool_arguments_leaves_in_fewer_pieces(adapters, simula
     assert calls["direct"][1] == calls["sdk"][1] and json.loads(calls["direct"][1])
     assert calls["direct"][2] == calls["sdk"][2]  # every piece names its call, same ids
     assert 1 <= calls["direct"][0] < calls["sdk"][0]
+
+
+async def test_the_direct_transport_goes_through_the_environments_proxy(monkeypatch):
+    """HTTP_PROXY (with its credentials) is honoured as the SDK honours it; the environment
+    is read once, when the session is made, not on every call."""
+    seen: list[tuple[str, str | None]] = []
+
+    async def proxy(http: web.Request) -> web.Response:
+        seen.append((str(http.url), http.headers.get("Proxy-Authorization")))
+        return web.json_response({
+            "id": "x", "object": "chat.completion", "model": "m", "created": 0,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "via proxy"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    adapter = OpenAIProvider("proxied", base_url="http://vendor.invalid/v1", api_key="k",
+                             timeout_s=2, max_connections=4, transport="direct")
+    try:
+        first = await adapter.generate(request("m", "plain"), timeout_s=1.0)
+        monkeypatch.delenv("HTTP_PROXY")
+        second = await adapter.generate(request("m", "plain"), timeout_s=1.0)
+    finally:
+        await adapter.aclose()
+        await runner.cleanup()
+    assert first.text == second.text == "via proxy"
+    assert seen == [("http://vendor.invalid/v1/chat/completions", "Basic dXNlcjpzZWNyZXQ=")] * 2
