@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -194,6 +195,7 @@ class Router:
         self._capabilities = capabilities or Capabilities()
         self._metrics = metrics
         self._tracer = tracer
+        self._no_spans = isinstance(tracer, trace.NoOpTracer)
         self._clock, self._sleep, self._rng = clock, sleep, rng
         self._breakers: BreakerBoard[Target] = BreakerBoard(
             breaker_policy or BreakerPolicy(), clock, on_change=self._export_state)
@@ -259,13 +261,21 @@ class Router:
         """An upstream call starts: count it in flight; its start time."""
         now = self._clock()
         provider = self._metrics.known.providers.fold(target.provider)
-        self._metrics.attempt_wait.labels(provider).observe(now - request_started)
-        self._metrics.upstream_in_flight.labels(provider).inc()
+        self._metrics.child(self._metrics.attempt_wait, provider).observe(now - request_started)
+        self._metrics.child(self._metrics.upstream_in_flight, provider).inc()
         return now
 
     def _end(self, target: Target) -> None:
-        self._metrics.upstream_in_flight.labels(
-            self._metrics.known.providers.fold(target.provider)).dec()
+        self._metrics.child(self._metrics.upstream_in_flight,
+                            self._metrics.known.providers.fold(target.provider)).dec()
+
+    def _span(self, name: str, target: Target, retry: int) -> AbstractContextManager[object]:
+        """The attempt's client span. Without an exporter the tracer is a NoOpTracer and
+        its spans go nowhere: then none is started (its context manager, attribute dict
+        and context switch were ~1.5 % of a unary call's CPU)."""
+        if self._no_spans:
+            return nullcontext()
+        return self._tracer.start_as_current_span(name, attributes=_span_attrs(target, retry))
 
     def _skip_open(self, target: Target, attempts: list[Attempt]) -> bool:
         """True (and an attempt recorded as skipped) when the target's breaker is open."""
@@ -329,8 +339,7 @@ class Router:
                     raise _deadline_error(attempts)
                 budget = self._budget(chain, index, remaining)
                 started = self._begin(target, request_started)
-                with self._tracer.start_as_current_span(span,
-                                                        attributes=_span_attrs(target, retry)):
+                with self._span(span, target, retry):
                     try:
                         async with asyncio.timeout(budget.seconds):
                             result, usage = await attempt(target, budget.seconds)
@@ -463,18 +472,20 @@ class Router:
     def _record(self, target: Target, outcome: Outcome, started: float, retry: int,
                 error: ProviderError | None = None) -> Attempt:
         latency = self._clock() - started
-        self._metrics.provider_attempts.labels(
+        self._metrics.child(
+            self._metrics.provider_attempts,
             *self._metrics.known.target(target.provider, target.model, target.region),
             error.kind.value if error else outcome.value).inc()
-        self._metrics.provider_latency.labels(
+        self._metrics.child(
+            self._metrics.provider_latency,
             *self._metrics.known.provider_model(target.provider, target.model)).observe(latency)
         return Attempt(target, outcome, latency, retry,
                        error.kind.value if error else "", error.message if error else "")
 
     def _count_tokens(self, target: Target, usage: Usage) -> None:
         labels = self._metrics.known.provider_model(target.provider, target.model)
-        self._metrics.tokens.labels(*labels, "input").inc(usage.input_tokens)
-        self._metrics.tokens.labels(*labels, "output").inc(usage.output_tokens)
+        self._metrics.child(self._metrics.tokens, *labels, "input").inc(usage.input_tokens)
+        self._metrics.child(self._metrics.tokens, *labels, "output").inc(usage.output_tokens)
 
 
 def _span_attrs(target: Target, retry: int) -> dict[str, str | int]:

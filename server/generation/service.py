@@ -129,7 +129,8 @@ class GenerationService:
                     if isinstance(event, (TextChunk, ToolCallDelta)):
                         if first_token_at is None and served is not None:
                             first_token_at = time.monotonic()
-                            self._metrics.time_to_first_token.labels(
+                            self._metrics.child(
+                                self._metrics.time_to_first_token,
                                 *self._metrics.known.provider_model(served.provider, served.model)
                             ).observe(first_token_at - started)
                         meter.saw_text(event.text if isinstance(event, TextChunk)

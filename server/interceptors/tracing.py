@@ -71,7 +71,7 @@ class TracingInterceptor(WrappingInterceptor):
                         code = "CANCELLED"
                         raise
                     finally:
-                        self._metrics.rpc_total.labels(short, code).inc()
+                        self._metrics.child(self._metrics.rpc_total, short, code).inc()
                         latency.observe(time.perf_counter() - started)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -98,7 +98,7 @@ class TracingInterceptor(WrappingInterceptor):
                     code = "CANCELLED"
                     raise
                 finally:
-                    self._metrics.rpc_total.labels(short, code).inc()
+                    self._metrics.child(self._metrics.rpc_total, short, code).inc()
                     latency.observe(time.perf_counter() - started)
 
         return grpc.unary_stream_rpc_method_handler(
