@@ -21,7 +21,7 @@ Queries, four per document, one of each kind:
 Judgments: 2 = the document that answers; 1 = related (a sibling page of the same
 family, or for an identifier the one page that mentions it as "see also").
 Split: within each kind, queries sorted by a hash of their id alternate dev / heldout,
-so the split is ~50/50 per kind and stable when queries are added.
+so the split is ~50/50 per kind; a second phrasing of every query (``-alt``) is dev.
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ def answer_paragraph(family: Family, template_index: int, fields: dict[str, str]
 
 
 RawQuery = tuple[str, str, str, dict[str, int], str]  # id, kind, text, judgments, answer
+ALT = "-alt"  # id suffix of a query's second phrasing
 
 
 def build_family(group: str, family: Family, taken: set[str]
@@ -179,28 +180,36 @@ def build_family(group: str, family: Family, taken: set[str]
         siblings = {d: 1 for d in doc_ids if d != doc_ids[i]}
         for kind in KINDS:
             templates: list[str] = family["queries"][kind]
-            text_q = templates[i % len(templates)].format(**plain)
-            answer = answer_paragraph(family, i % len(templates), fields) \
-                if kind == "section" else ""
             if kind == "identifier":
-                ident_of.append((f"{doc_ids[i]}-{kind}", plain["ident"]))
                 previous = doc_ids[(i - 1) % len(variants)]  # mentions it as "see also"
                 judgments = {doc_ids[i]: 2, previous: 1} if previous != doc_ids[i] else {
                     doc_ids[i]: 2}
             else:
                 judgments = {doc_ids[i]: 2, **siblings}
-            queries.append((f"{doc_ids[i]}-{kind}", kind, text_q, judgments, answer))
+            # The variant's own template, then the family's other phrasing (``-alt``).
+            for shift, suffix in ((0, ""), (1, ALT))[:len(templates)]:
+                t = (i + shift) % len(templates)
+                qid = f"{doc_ids[i]}-{kind}{suffix}"
+                answer = answer_paragraph(family, t, fields) if kind == "section" else ""
+                if kind == "identifier":
+                    ident_of.append((qid, plain["ident"]))
+                queries.append((qid, kind, templates[t].format(**plain), judgments, answer))
     return docs, queries, ident_of
 
 
 def assign_splits(raw: list[RawQuery]) -> list[Query]:
-    """Within each kind, sort by a hash of the id and alternate dev / heldout."""
+    """Within each kind, sort the first phrasings by a hash of the id and alternate dev /
+    heldout; every second phrasing (``-alt``) is dev, so tuning has more to learn from
+    while the held-out split stays exactly the queries it was before they were added."""
     out: list[Query] = []
     for kind in KINDS:
-        ids = sorted((q for q in raw if q[1] == kind), key=lambda q: stable_int(q[0]))
+        ids = sorted((q for q in raw if q[1] == kind and not q[0].endswith(ALT)),
+                     key=lambda q: stable_int(q[0]))
         for n, (qid, k, text, judgments, answer) in enumerate(ids):
             out.append(Query(qid, k, text, judgments, "dev" if n % 2 == 0 else "heldout",
                              answer))
+    out.extend(Query(qid, k, text, judgments, "dev", answer)
+               for qid, k, text, judgments, answer in raw if qid.endswith(ALT))
     return sorted(out, key=lambda q: q.id)
 
 
@@ -245,6 +254,10 @@ def build() -> tuple[list[Document], list[Query]]:
             docs.extend(d)
             raw.extend(q)
             ident_of.extend(i)
+    # A second phrasing that reads exactly like another query (two siblings share the
+    # detail it names) would be judged two ways: left out.
+    texts = Counter(q[2].lower() for q in raw)
+    raw = [q for q in raw if not q[0].endswith(ALT) or texts[q[2].lower()] == 1]
     queries = assign_splits(raw)
     idents = {qid: ident for qid, ident in ident_of}
     check(docs, queries, idents)

@@ -297,8 +297,8 @@ class HybridConfig(_Strict):
     ``vector_when_lexical_weak`` to ``vector_when_lexical_strong`` as the best normalised
     BM25 score rises from ``lexical_weak`` to ``lexical_strong``."""
 
-    vector_when_lexical_weak: float = Field(0.6, ge=0, le=1)
-    vector_when_lexical_strong: float = Field(0.2, ge=0, le=1)
+    vector_when_lexical_weak: float = Field(0.5, ge=0, le=1)
+    vector_when_lexical_strong: float = Field(0.0, ge=0, le=1)
     lexical_weak: float = Field(0.3, ge=0, le=1)
     lexical_strong: float = Field(0.6, ge=0, le=1)
 

@@ -56,6 +56,12 @@ class Bm25Params:
     context_weight: float = 2.0    # A
     identifier_weight: float = 1.0  # B
     reference_weight: float = 0.3  # C
+    # Each pair of neighbouring query words found side by side in the chunk (as in the
+    # query, stop words counted) adds this share of the pair's mean IDF: "bursts of 5
+    # requests" is the page that says so, not every page with a 5 somewhere. BM25
+    # alone scores words as a bag; proximity is what Lucene's phrase boosts and
+    # Vespa's nativeRank add.
+    proximity_weight: float = 0.3
 
 
 def split_references(text: str) -> tuple[str, str]:

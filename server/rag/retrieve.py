@@ -7,13 +7,16 @@ candidates; a candidate only one side found gets its score from the other side t
 half its evidence. The blend trusts the side that found something specific:
 
     score = a · cosine + (1 - a) · bm25,   a from the lexical side's best score s:
-    a = 0.6 when s <= 0.3 (no rare query term matched: a paraphrase; the embedding
-    leads), falling linearly to 0.2 at s >= 0.6 (an identifier or the page's own words
-    matched; the lexical side leads)
+    a = 0.5 when s <= 0.3 (no rare query term matched: a paraphrase; the embedding
+    weighs as much as the words), falling linearly to 0 at s >= 0.6 (an identifier or the
+    page's own words matched: the lexical side decides, because the embedding cannot
+    tell near-identical pages apart and any weight on it reorders what the exact words
+    settled — at 0.2 that lost "which of two sibling pages" queries to plain keyword)
 
 Flat reciprocal rank fusion, used before, let a noisy keyword first place outweigh the
 whole gap between vector ranks 1 and 10 and lost to plain keyword search on identifiers.
-The constants were chosen on the dev split of bench/rag_eval.py together with
+The constants (and BM25's proximity weight) were chosen on the dev split of
+bench/rag_eval.py (730 queries) together with
 bench/rag_quality.py (where the embedding is the stronger side), requiring hybrid to be
 at least as good as both sides on every query kind of both; the held-out split is for
 reporting only. ``HybridWeights`` can be changed per deployment (``rag.hybrid``).
@@ -42,8 +45,8 @@ MAX_CACHED_QUERY_CHARS = 1024
 class HybridWeights:
     """The vector side's weight ``a`` as a function of the best lexical score (above)."""
 
-    vector_when_lexical_weak: float = 0.6
-    vector_when_lexical_strong: float = 0.2
+    vector_when_lexical_weak: float = 0.5
+    vector_when_lexical_strong: float = 0.0
     lexical_weak: float = 0.3
     lexical_strong: float = 0.6
 

@@ -398,13 +398,16 @@ class RagStore:
         inverse document frequency, so a common word counted as much as an error code;
         BM25 weighs each term by how rare it is in the namespace (document frequency by
         the GIN index, one count per query term), saturates repeated terms (k1) and
-        normalises by chunk length (b, distinct lexemes as the length). A term's
+        normalises by chunk length (b, distinct lexemes as the length); each pair of
+        neighbouring query words found at the same distance in the chunk adds
+        ``proximity_weight`` times the pair's mean IDF (``Bm25Params``). A term's
         occurrences count by their label (server/rag/lexical.py): the chunk's title and
         heading more, cross-references less. The ``LEXICAL_CANDIDATES`` best matches by
         ``ts_rank`` are scored, which bounds the work for queries of common words.
 
         Scores are divided by the most a chunk could score for this query (every term,
-        saturated: Σ idf·(k1+1)), so they fall in [0, 1] and mean the same from query to
+        saturated, every pair adjacent: Σ idf·(k1+1) + w·Σ pair idf), so they fall in
+        [0, 1] and mean the same from query to
         query: near 1 when the rare terms of the query are there, low when only its
         common words are. Hybrid fusion relies on that to trust the lexical side only when
         it found something specific. ``within`` limits the search to those chunks (hybrid
@@ -413,7 +416,7 @@ class RagStore:
         chunks, avgdl = await self.lexical_stats(ns.name)
         args: list[Any] = [ns.name, query, top_k, chunks, max(avgdl, 1.0), bm25.k1, bm25.b,
                            bm25.context_weight, bm25.identifier_weight, bm25.reference_weight,
-                           LEXICAL_CANDIDATES]
+                           LEXICAL_CANDIDATES, bm25.proximity_weight]
         where = "c.namespace = $1" + _filter_sql(filters, args)
         if within:
             args.append(list(within))
@@ -441,9 +444,24 @@ class RagStore:
                          FROM unnest(cand.tsv) AS u
                          WHERE u.lexeme IN (SELECT lexeme FROM terms)) tf
                      JOIN df ON df.lexeme = tf.lexeme
-                     GROUP BY cand.id)
+                     GROUP BY cand.id),
+                 qpos AS (SELECT u.lexeme, p FROM unnest(to_tsvector('english', $2)) AS u,
+                              unnest(u.positions) AS p),
+                 pairs AS (SELECT (quote_literal(a) || ' <' || gap || '> ' || quote_literal(b)
+                                   )::tsquery AS phrase, (da.idf + db.idf) / 2 AS idf
+                           FROM (SELECT lexeme AS a, lead(lexeme) OVER w AS b,
+                                        lead(p) OVER w - p AS gap
+                                 FROM qpos WINDOW w AS (ORDER BY p)) x
+                           JOIN df da ON da.lexeme = x.a JOIN df db ON db.lexeme = x.b
+                           WHERE x.b IS NOT NULL AND x.a <> x.b),
+                 near AS (SELECT s.id, s.score + $12 * coalesce(
+                              (SELECT sum(pairs.idf) FROM pairs
+                               WHERE cand.tsv @@ pairs.phrase), 0) AS score
+                          FROM scored s JOIN cand ON cand.id = s.id)
             SELECT {_HIT_COLUMNS},
-                   s.score / (SELECT sum(idf) * ($6 + 1) FROM df) AS score FROM scored s
+                   s.score / ((SELECT sum(idf) * ($6 + 1) FROM df)
+                              + $12 * (SELECT coalesce(sum(idf), 0) FROM pairs)) AS score
+            FROM near s
             JOIN rag_chunks c ON c.id = s.id
             JOIN rag_documents d ON d.namespace = c.namespace AND d.id = c.document_id
             ORDER BY s.score DESC, c.id LIMIT $3"""
