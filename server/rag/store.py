@@ -457,14 +457,15 @@ class RagStore:
                  near AS (SELECT s.id, s.score + $12 * coalesce(
                               (SELECT sum(pairs.idf) FROM pairs
                                WHERE cand.tsv @@ pairs.phrase), 0) AS score
-                          FROM scored s JOIN cand ON cand.id = s.id)
+                          FROM scored s JOIN cand ON cand.id = s.id),
+                 best AS (SELECT * FROM near ORDER BY score DESC, id LIMIT $3)
             SELECT {_HIT_COLUMNS},
                    s.score / ((SELECT sum(idf) * ($6 + 1) FROM df)
                               + $12 * (SELECT coalesce(sum(idf), 0) FROM pairs)) AS score
-            FROM near s
+            FROM best s
             JOIN rag_chunks c ON c.id = s.id
             JOIN rag_documents d ON d.namespace = c.namespace AND d.id = c.document_id
-            ORDER BY s.score DESC, c.id LIMIT $3"""
+            ORDER BY s.score DESC, c.id"""
         async with self._conn() as pg:
             rows = await pg.fetch(sql, *args)
         return [_hit(r, r["score"]) for r in rows]
