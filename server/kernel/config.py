@@ -184,12 +184,20 @@ class ProviderConfig(_Strict):
         "direct", description="kind openai only: 'direct' speaks Chat Completions over the "
         "gateway's own HTTP session (less CPU per call; a stream's tokens that arrive in one "
         "network read leave as one message); 'sdk' goes through the official openai SDK")
+    stream_batch_ms: float = Field(
+        20.0, ge=0, le=100, description="kind openai, transport direct: after a stream's "
+        "first token, read the vendor at most once per this many ms, so tokens arriving in "
+        "between leave as one message (less CPU per token; no token waits longer than this; "
+        "the first token never waits). 0: every network read is passed on at once")
 
     @model_validator(mode="after")
     def _transport_for_openai(self) -> ProviderConfig:
         if "transport" in self.model_fields_set and self.kind != "openai":
             raise ValueError("transport is for kind openai only (the other vendors go "
                              "through their SDKs)")
+        if "stream_batch_ms" in self.model_fields_set and self.stream_batch_ms and (
+                self.kind != "openai" or self.transport != "direct"):
+            raise ValueError("stream_batch_ms is for kind openai with transport direct")
         return self
 
 

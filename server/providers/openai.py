@@ -389,7 +389,8 @@ class OpenAIProvider:
     """Adapter for one configured OpenAI-compatible endpoint."""
 
     def __init__(self, name: str, *, base_url: str | None, api_key: str | None,
-                 timeout_s: float, max_connections: int, transport: str = "sdk") -> None:
+                 timeout_s: float, max_connections: int, transport: str = "sdk",
+                 stream_batch_s: float = 0.0) -> None:
         self.name = name
         self._missing_key = api_key is None
         http = openai.DefaultAioHttpClient(
@@ -401,7 +402,8 @@ class OpenAIProvider:
         # transport "direct": chat over our own session (openai_direct.py), to the URL the
         # SDK resolved; the SDK client still serves embeddings.
         self._direct = DirectChat(str(self._sdk.base_url), api_key or "unset",
-                                  max_connections=max_connections) \
+                                  max_connections=max_connections,
+                                  stream_batch_s=stream_batch_s) \
             if transport == "direct" else None
 
     def client(self) -> AsyncOpenAI:

@@ -38,7 +38,8 @@ def _openai(name: str, cfg: ProviderConfig, key: str | None, executor: Executor)
     from server.providers.openai import OpenAIProvider
 
     return OpenAIProvider(name, base_url=cfg.base_url, api_key=key, timeout_s=cfg.timeout_s,
-                          max_connections=cfg.max_connections, transport=cfg.transport)
+                          max_connections=cfg.max_connections, transport=cfg.transport,
+                          stream_batch_s=cfg.stream_batch_ms / 1000)
 
 
 def _anthropic(name: str, cfg: ProviderConfig, key: str | None, executor: Executor) -> Provider:

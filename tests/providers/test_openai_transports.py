@@ -238,6 +238,28 @@ async def test_a_burst_of_tokens_leaves_in_fewer_pieces_and_a_slow_one_at_once(
     assert len(arrivals) >= 4  # tokens 50 ms apart are each passed on when they arrive
 
 
+async def test_a_batch_window_joins_paced_tokens_but_never_holds_the_first(simulator):
+    simulator.set_scenario("tp-batched", reply_tokens=8, tokens_per_second=20)
+
+    async def texts(batch_s: float) -> list[str]:
+        adapter = OpenAIProvider("sim-batched", base_url=simulator.openai_base_url,
+                                 api_key=simulator.api_key, timeout_s=2, max_connections=4,
+                                 transport="direct", stream_batch_s=batch_s)
+        try:
+            return [e.text async for e in adapter.stream(request("tp-batched", "plain"), 5)
+                    if isinstance(e, TextChunk)]
+        finally:
+            await adapter.aclose()
+
+    pieces, unbatched = await texts(0.16), await texts(0.0)
+    assert "".join(pieces) == "".join(unbatched)
+    assert len(unbatched) == 8  # 50 ms apart: one read each
+    # The first token leaves alone (it did not wait for the window); the seven others,
+    # arriving over 350 ms, leave in at most four reads spaced 160 ms apart.
+    assert pieces[0] == unbatched[0]
+    assert 2 <= len(pieces) <= 5, pieces
+
+
 
 async def test_a_burst_of_tool_arguments_leaves_in_fewer_pieces(adapters, simulator):
     simulator.set_scenario("tp-tool-burst", latency_ms=0)  # the call's pieces in one burst
