@@ -13,6 +13,12 @@ client — its auth, base URL, error classes, SSE decoder and the aiohttp transp
 ``AsyncOpenAI.post(..., cast_to=object)``, which returns plain JSON dicts; the mapping
 below reads them.
 
+Memory: the default ``direct`` transport (``openai_direct.py``) needs only aiohttp, so the
+SDK (with httpx, httpx2 and ~500 modules of typed models: ~18 MB resident here) is
+imported only when something uses it — the ``sdk`` transport, or an embedder (on its first
+batch, in a worker thread). A gateway that only chats over OpenAI-compatible endpoints
+never loads it.
+
 Tools, tool results, images and JSON mode map one to one onto Chat Completions fields
 (``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant ``tool_calls``, ``role:
 "tool"`` messages, ``image_url`` content parts, ``response_format``); a request without
@@ -21,17 +27,17 @@ them has exactly the body it always had.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import importlib
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
-import httpx
-import httpx2
-import openai
-from openai import AsyncOpenAI, AsyncStream
 
 from server.providers.base import (
     CONNECTION_FAILED,
@@ -68,6 +74,9 @@ from server.providers.content import (
 )
 from server.providers.headers import retry_after_s
 from server.providers.openai_direct import DirectChat, StreamFailed, VendorStatus
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 # Our parameter → the vendor's field, with an optional transform. Data, not code paths.
 PARAMS: ParamMap = (
@@ -188,25 +197,63 @@ def map_usage(usage: dict[str, Any] | None) -> Usage:
     )
 
 
+class _Errors(NamedTuple):
+    """The exception classes ``classify`` tells apart, by what they mean."""
+
+    timeout: tuple[type[BaseException], ...]
+    status: tuple[type[BaseException], ...]
+    connection: tuple[type[BaseException], ...]
+    failed: tuple[type[BaseException], ...]
+
+
+# Without the SDK: only the direct transport's own (and the standard library's) classes.
+_DIRECT_ERRORS = _Errors(timeout=(TimeoutError,), status=(),
+                         connection=(aiohttp.ClientError, ConnectionError),
+                         failed=(StreamFailed,))
+_sdk_errors: _Errors | None = None
+
+
+def _errors() -> _Errors:
+    """The classes to classify by: the SDK's and its HTTP stacks' too once the SDK is
+    imported. Only an SDK client raises those, and one exists only after the import, so
+    until then they need no checking — and checking them must not import the SDK."""
+    global _sdk_errors
+    if _sdk_errors is None:
+        if "openai" not in sys.modules:
+            return _DIRECT_ERRORS
+        import httpx
+        import httpx2
+        import openai
+
+        _sdk_errors = _Errors(
+            timeout=(openai.APITimeoutError, TimeoutError),
+            status=(openai.APIStatusError,),
+            connection=(openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
+                        aiohttp.ClientError, ConnectionError),
+            failed=(openai.APIError, StreamFailed))
+    return _sdk_errors
+
+
 def classify(exc: Exception) -> ProviderError:
     """Map an SDK or transport exception to the taxonomy (the message never holds keys).
     The connection's own failures (refused, no pooled connection) are told apart first:
     the SDK files a pool wait under its timeout class."""
     if (precise := transport_error(exc)) is not None:
         return precise
-    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+    errors = _errors()
+    if isinstance(exc, errors.timeout):
         return ProviderError(ErrorKind.TIMEOUT, READ_TIMEOUT)
-    if isinstance(exc, openai.APIStatusError):
-        return classify_status(exc.status_code, exc.body,
-                               exc.response.headers if exc.response is not None else None)
+    if isinstance(exc, errors.status):
+        response = exc.response  # type: ignore[attr-defined]
+        return classify_status(exc.status_code, exc.body,  # type: ignore[attr-defined]
+                               response.headers if response is not None else None)
     if isinstance(exc, VendorStatus):
         return classify_status(exc.status, exc.body, exc.headers)
-    if isinstance(exc, (openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
-                        aiohttp.ClientError, ConnectionError)):
+    if isinstance(exc, errors.connection):
         return ProviderError(ErrorKind.UNAVAILABLE, CONNECTION_FAILED)
     if (garbled := unreadable(exc)) is not None:
         return garbled
-    if isinstance(exc, (openai.APIError, StreamFailed)):
+    if isinstance(exc, errors.failed):
         return ProviderError(ErrorKind.UNAVAILABLE, "the vendor stream failed")
     raise exc
 
@@ -385,6 +432,15 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def resolved_base_url(base_url: str | None) -> str:
+    """The endpoint as the SDK resolves it (``AsyncOpenAI(base_url=...)``): the configured
+    URL, else ``OPENAI_BASE_URL``, else OpenAI's. The direct transport posts to it without
+    building an SDK client (``tests/providers/test_openai_without_sdk.py`` compares)."""
+    if base_url is None:
+        base_url = os.environ.get("OPENAI_BASE_URL")
+    return base_url if base_url is not None else "https://api.openai.com/v1"
+
+
 class OpenAIProvider:
     """Adapter for one configured OpenAI-compatible endpoint."""
 
@@ -393,32 +449,57 @@ class OpenAIProvider:
                  stream_batch_s: float = 0.0) -> None:
         self.name = name
         self._missing_key = api_key is None
-        http = openai.DefaultAioHttpClient(
-            timeout=httpx2.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-            limits=httpx2.Limits(max_connections=max_connections,
-                                 max_keepalive_connections=min(max_connections, 64)))
-        self._sdk = AsyncOpenAI(api_key=api_key or "unset", base_url=base_url, max_retries=0,
-                                timeout=timeout_s, http_client=http)
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._sdk: AsyncOpenAI | None = None
         # transport "direct": chat over our own session (openai_direct.py), to the URL the
-        # SDK resolved; the SDK client still serves embeddings.
-        self._direct = DirectChat(str(self._sdk.base_url), api_key or "unset",
+        # SDK would resolve; an SDK client, made on first use, serves embeddings.
+        self._direct = DirectChat(resolved_base_url(base_url), api_key or "unset",
                                   max_connections=max_connections,
                                   stream_batch_s=stream_batch_s) \
             if transport == "direct" else None
+        if self._direct is None:
+            self._sdk = self._make_sdk()
+
+    def _make_sdk(self) -> AsyncOpenAI:
+        """The SDK client (importing the SDK if nothing has yet)."""
+        import httpx2
+        import openai
+
+        http = openai.DefaultAioHttpClient(
+            timeout=httpx2.Timeout(self._timeout_s, connect=min(5.0, self._timeout_s)),
+            limits=httpx2.Limits(max_connections=self._max_connections,
+                                 max_keepalive_connections=min(self._max_connections, 64)))
+        return openai.AsyncOpenAI(api_key=self._api_key or "unset", base_url=self._base_url,
+                                  max_retries=0, timeout=self._timeout_s, http_client=http)
 
     def client(self) -> AsyncOpenAI:
-        """The SDK client, once the key check passed: chat and embeddings call through it."""
+        """The SDK client, once the key check passed: chat (transport ``sdk``) and
+        embeddings call through it. Made here on first use with the direct transport."""
         check_key(self.name, self._missing_key)
+        if self._sdk is None:
+            self._sdk = self._make_sdk()
         return self._sdk
 
+    async def sdk_client(self) -> AsyncOpenAI:
+        """``client()``, the SDK imported in a worker thread the first time (0.3-1 s of
+        CPU that must not stall the event loop), like ``LazyProvider`` does for adapters."""
+        check_key(self.name, self._missing_key)
+        if self._sdk is None and "openai" not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, "openai")
+        return self.client()
+
     async def generate(self, request: ProviderRequest, timeout_s: float) -> Completion:
-        client = self.client()
+        check_key(self.name, self._missing_key)
         with ERRORS:
             if self._direct is not None:
                 data = await self._direct.complete(build_request(request), timeout_s)
             else:
-                data = await client.post("/chat/completions", body=build_request(request),
-                                         cast_to=object, options={"timeout": timeout_s})
+                data = await self.client().post(
+                    "/chat/completions", body=build_request(request), cast_to=object,
+                    options={"timeout": timeout_s})
         if not isinstance(data, dict) or not data.get("choices"):
             raise ProviderError(ErrorKind.UNAVAILABLE, UNREADABLE_ANSWER)
         try:
@@ -433,19 +514,22 @@ class OpenAIProvider:
                             translate, ERRORS)  # type: ignore[arg-type]
 
     async def _open_stream(self, request: ProviderRequest, timeout_s: float) -> Upstream:
-        client = self.client()
+        check_key(self.name, self._missing_key)
         body = {**build_request(request), "stream": True,
                 "stream_options": {"include_usage": True}}
         if self._direct is not None:
             return await self._direct.stream(body, timeout_s)
-        return await client.post(
+        from openai import AsyncStream
+
+        return await self.client().post(
             "/chat/completions", body=body, cast_to=object, options={"timeout": timeout_s},
             stream=True, stream_cls=AsyncStream[object])
 
     async def aclose(self) -> None:
         if self._direct is not None:
             await self._direct.aclose()
-        await self._sdk.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
 
 class OpenAIEmbedder(VendorEmbedder[OpenAIProvider]):
@@ -457,11 +541,12 @@ class OpenAIEmbedder(VendorEmbedder[OpenAIProvider]):
     default_batch_size = 256
 
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        response = await self._provider.client().embeddings.create(
+        client = await self._provider.sdk_client()
+        response = await client.embeddings.create(
             model=self.model, input=texts, dimensions=self.dimension, encoding_format="float")
         return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
 
 
 __all__ = ["ERRORS", "OpenAIEmbedder", "OpenAIProvider", "build_request", "classify",
-           "read_completion", "read_tool_calls", "response_format", "tool_fields", "tool_pieces",
-           "translate_event", "translate_events"]
+           "read_completion", "read_tool_calls", "resolved_base_url", "response_format",
+           "tool_fields", "tool_pieces", "translate_event", "translate_events"]
