@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from server.billing.metering import BillingRequest, Charged
 from server.kernel.config import GatewayConfig, LOCAL_EMBEDDER
@@ -32,6 +31,11 @@ from server.generation.metering import Metering
 from server.generation.presets import Prepared
 from server.providers.base import ChatMessage, GenerationParams, ProviderRequest, Usage
 from server.rag.embedders import EmbedderSet, LocalMiniLMEmbedder
+
+# numpy (~11 MB resident with its BLAS) is imported by the calls that use it, not at
+# start-up: a gateway that serves no embedding or retrieval never loads it.
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_INPUTS = 256
 MAX_INPUT_CHARS = 32 * 1024

@@ -23,9 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from server.providers.content import (
     Image,
@@ -36,6 +34,11 @@ from server.providers.content import (
     ToolCallDelta,
     ToolChoice,
 )
+
+# numpy (~11 MB resident with its BLAS) is imported by the calls that use it, not at
+# start-up: a gateway that serves no embedding or retrieval never loads it.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ErrorKind(StrEnum):
@@ -456,6 +459,8 @@ class VendorEmbedder(ABC, Generic[P]):
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 array (len(texts), dimension), in the order of ``texts``."""
+        import numpy as np
+
         vectors: list[list[float]] = []
         with self.errors:
             for start in range(0, len(texts), self._batch):

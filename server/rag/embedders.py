@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+# numpy (~11 MB resident with its BLAS) is imported by the calls that use it, not at
+# start-up: a gateway that serves no embedding or retrieval never loads it.
+if TYPE_CHECKING:
+    import numpy as np
 
 LOCAL_MINILM = "local/all-MiniLM-L6-v2"
 

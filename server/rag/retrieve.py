@@ -28,14 +28,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from server.kernel.errors import bad_field
 from server.rag.embedders import EmbedderSet
 from server.rag.ingest import namespace_not_found
 from server.kernel.lru import LruCache
 from server.rag.store import Filters, Hit, Namespace, RagStore
+
+# numpy (~11 MB resident with its BLAS) is imported by the calls that use it, not at
+# start-up: a gateway that serves no embedding or retrieval never loads it.
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_CACHED_QUERY_CHARS = 1024
 
@@ -135,6 +139,8 @@ class Retriever:
                     raise bad_field(p + "vector", f"has {len(request.vector)} dimensions; "
                                     f"namespace {ns.name!r} ({ns.embedding_model}) needs "
                                     f"{ns.dimension}")
+                import numpy as np
+
                 vector = np.asarray(request.vector, dtype=np.float32)
                 if not np.isfinite(vector).all() or not np.any(vector):
                     raise bad_field(p + "vector", "must be finite and not all zero")

@@ -27,14 +27,18 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.kernel.lru import LruCache
 from server.rag.lexical import Bm25Params, LexicalText, lexical_text
+
+# numpy (~11 MB resident with its BLAS) is imported by the calls that use it, not at
+# start-up: a gateway that serves no embedding or retrieval never loads it.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -104,11 +108,15 @@ def vector_param(vector: np.ndarray | Sequence[float]) -> list[float]:
     """A query vector as a ``real[]`` parameter (cast to ``vector`` in SQL): asyncpg sends
     it in binary, exact for float32, where the text form cost ~0.4 ms per query to format
     here and more to parse in Postgres."""
+    import numpy as np
+
     return np.asarray(vector, dtype=np.float32).tolist()
 
 
 def vector_literal(vector: np.ndarray | Sequence[float]) -> str:
     """pgvector's text form; float32 round-trips exactly with repr-style formatting."""
+    import numpy as np
+
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
 
 

@@ -2,7 +2,9 @@
 
 Modules that only some configurations or commands need are imported on first use, so an
 idle gateway does not hold them: Alembic (with Mako and Pygments, ~8 MB) only when a
-migration is pending, httpx (with rich and click, ~4 MB) only with `auth.jwks_url`.
+migration is pending, httpx (with rich and click, ~4 MB) only with `auth.jwks_url`, numpy
+(~11 MB with its BLAS) only for embedding and retrieval, the openai SDK (~18 MB) only for
+the `sdk` transport and embeddings (tests/providers/test_openai_without_sdk.py).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import pytest
 from server.kernel.db.migrate import migrate_to_heads, script_heads
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFERRED = ("alembic", "mako", "pygments", "httpx", "rich", "click")
+DEFERRED = ("alembic", "mako", "pygments", "httpx", "rich", "click", "numpy", "openai",
+            "httpx2")
 
 
-def test_the_server_modules_import_no_alembic_nor_httpx() -> None:
+def test_the_server_modules_import_none_of_the_deferred_modules() -> None:
     probe = ("import sys, server.cli, server.serve, server.app\n"
              f"print(' '.join(m for m in {DEFERRED!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
