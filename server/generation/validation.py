@@ -17,9 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from server.kernel.config import RagConfig
 from server.kernel.errors import FieldViolation
 from server.generation.call import GenerationCall, PromptSelection, RetrievalRequest
@@ -59,7 +56,8 @@ class SchemaVerdicts:
     16-property object on this machine: more than the rest of a tool call's gateway CPU),
     and callers send the same tool declarations call after call. So verdicts are kept in
     a bounded LRU keyed by a 16-byte digest of the schema's canonical JSON: a caller
-    controls what is stored, never how much."""
+    controls what is stored, never how much. ``jsonschema`` (~3 MB resident) is imported
+    by the first schema to check, not at start-up."""
 
     def __init__(self, size: int = 1024) -> None:
         self._size = size
@@ -72,6 +70,9 @@ class SchemaVerdicts:
         if verdict is not None:
             self._seen.move_to_end(key)
             return verdict
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
         try:
             Draft202012Validator.check_schema(dict(schema))
             verdict = ""

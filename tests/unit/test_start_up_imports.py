@@ -3,7 +3,8 @@
 Modules that only some configurations or commands need are imported on first use, so an
 idle gateway does not hold them: Alembic (with Mako and Pygments, ~8 MB) only when a
 migration is pending, httpx (with rich and click, ~4 MB) only with `auth.jwks_url`, numpy
-(~11 MB with its BLAS) only for embedding and retrieval, the openai SDK (~18 MB) only for
+(~11 MB with its BLAS) only for embedding and retrieval, jsonschema (~3 MB) only for
+tool and JSON-schema calls, the openai SDK (~18 MB) only for
 the `sdk` transport and embeddings (tests/providers/test_openai_without_sdk.py).
 """
 
@@ -19,7 +20,7 @@ from server.kernel.db.migrate import migrate_to_heads, script_heads
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFERRED = ("alembic", "mako", "pygments", "httpx", "rich", "click", "numpy", "openai",
-            "httpx2")
+            "httpx2", "jsonschema")
 
 
 def test_the_server_modules_import_none_of_the_deferred_modules() -> None:
