@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import importlib
 import json
 import os
@@ -210,28 +211,26 @@ class _Errors(NamedTuple):
 _DIRECT_ERRORS = _Errors(timeout=(TimeoutError,), status=(),
                          connection=(aiohttp.ClientError, ConnectionError),
                          failed=(StreamFailed,))
-_sdk_errors: _Errors | None = None
 
 
 def _errors() -> _Errors:
     """The classes to classify by: the SDK's and its HTTP stacks' too once the SDK is
     imported. Only an SDK client raises those, and one exists only after the import, so
     until then they need no checking — and checking them must not import the SDK."""
-    global _sdk_errors
-    if _sdk_errors is None:
-        if "openai" not in sys.modules:
-            return _DIRECT_ERRORS
-        import httpx
-        import httpx2
-        import openai
+    return _sdk_errors() if "openai" in sys.modules else _DIRECT_ERRORS
 
-        _sdk_errors = _Errors(
-            timeout=(openai.APITimeoutError, TimeoutError),
-            status=(openai.APIStatusError,),
-            connection=(openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
-                        aiohttp.ClientError, ConnectionError),
-            failed=(openai.APIError, StreamFailed))
-    return _sdk_errors
+
+@functools.cache
+def _sdk_errors() -> _Errors:
+    import httpx
+    import httpx2
+    import openai
+
+    return _Errors(timeout=(openai.APITimeoutError, TimeoutError),
+                   status=(openai.APIStatusError,),
+                   connection=(openai.APIConnectionError, httpx.HTTPError, httpx2.HTTPError,
+                               aiohttp.ClientError, ConnectionError),
+                   failed=(openai.APIError, StreamFailed))
 
 
 def classify(exc: Exception) -> ProviderError:
