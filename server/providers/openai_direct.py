@@ -126,10 +126,10 @@ def env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
 class DirectEvents:
     """An ``Upstream`` over one SSE response: each item is the list of JSON events that
     one network read completed (at least one). With ``batch_s`` > 0 a read follows the
-    previous one by at least ``batch_s`` once text has been read (see the module
-    docstring); the wait is a cancellable sleep, so a caller leaving still closes the
-    stream at once. ``close`` drops the connection at once (a caller that left must not
-    keep the vendor generating)."""
+    previous one that brought text by at least ``batch_s`` (see the module docstring);
+    the wait is a cancellable sleep, so a caller leaving still closes the stream at once.
+    ``close`` drops the connection at once (a caller that left must not keep the vendor
+    generating)."""
 
     __slots__ = ("_batch_s", "_chunks", "_last", "_pending", "_response")
 
@@ -155,25 +155,30 @@ class DirectEvents:
             chunk = await self._chunks.__anext__()  # StopAsyncIteration: the body ended
             events = self._feed(chunk)
             if events:
-                if self._batch_s and (self._last or any(map(_has_text, events))):
-                    self._last = asyncio.get_running_loop().time()
-                    self._hold(True)
+                if self._batch_s:
+                    # Only a read that brought text spaces the next one: the opening role
+                    # chunk must not delay the first token, nor the finish, usage and
+                    # [DONE] events the end of the stream.
+                    text = any(map(_has_text, events))
+                    self._last = asyncio.get_running_loop().time() if text else 0.0
+                    if text:
+                        self._hold(True)
                 return events
 
     def _hold(self, hold: bool) -> None:
         """Stop (or restart) reading the socket for the window. Sleeping alone would still
         wake the event loop and aiohttp's parser for every packet the vendor sends; held,
-        the packets wait in the kernel's buffer and arrive as one read. aiohttp's own flow
-        control pauses the same way (its ``pause_reading`` also stops the read timeout,
-        which restarts on resume)."""
+        the packets wait in the kernel's buffer and arrive as one read. The transport is
+        paused, not aiohttp's protocol: pausing the protocol also pauses its parser,
+        which then kept a parsed event back for one more window."""
         connection = self._response.connection
-        protocol = connection.protocol if connection is not None else None
-        if protocol is None or protocol.transport is None:
+        transport = connection.transport if connection is not None else None
+        if transport is None or transport.is_closing():
             return
         if hold:
-            protocol.pause_reading()
+            transport.pause_reading()
         else:
-            protocol.resume_reading()
+            transport.resume_reading()
 
     def _feed(self, chunk: bytes) -> list[Any]:
         data = self._pending + chunk
@@ -193,9 +198,8 @@ class DirectEvents:
 
 
 def _has_text(event: Any) -> bool:
-    """Whether a chunk carries answer text or a tool-call piece: reads are spaced only
-    once the first of those has gone out, so the role-only opening chunk that vendors send
-    first does not hold back the first token."""
+    """Whether a chunk carries answer text or a tool-call piece (a few lookups: run for
+    every event of a batched stream)."""
     try:
         delta = event["choices"][0]["delta"]
         return bool(delta.get("content") or delta.get("tool_calls"))
