@@ -185,10 +185,11 @@ class ProviderConfig(_Strict):
         "gateway's own HTTP session (less CPU per call; a stream's tokens that arrive in one "
         "network read leave as one message); 'sdk' goes through the official openai SDK")
     stream_batch_ms: float = Field(
-        20.0, ge=0, le=100, description="kind openai, transport direct: after a stream's "
-        "first token, read the vendor at most once per this many ms, so tokens arriving in "
-        "between leave as one message (less CPU per token; no token waits longer than this; "
-        "the first token never waits). 0: every network read is passed on at once")
+        20.0, ge=0, le=100, description="kind openai, transport direct: once a stream's "
+        "tokens trickle in (text in two reads >= 1 ms apart), read the vendor at most once per "
+        "this many ms, so tokens arriving in between leave as one message (less CPU per token; "
+        "no token waits longer than this; the first token and a burst never wait; a "
+        "trickling stream's end can come this much later). 0: every read passed on at once")
 
     @model_validator(mode="after")
     def _transport_for_openai(self) -> ProviderConfig:

@@ -16,8 +16,11 @@ gRPC message instead of one per token. With a batch window (``stream_batch_ms``)
 after the first are spaced at least that far apart: tokens that arrive in between wait in
 the socket buffer and leave as one message. Relaying costs per message (parse, gRPC write,
 two event-loop wake-ups), not per token, so at 5 ms between tokens a 20 ms window relays
-about four tokens for the price of one; the first read — the first token — is never held,
-and no token waits longer than the window.
+about four tokens for the price of one. Pacing starts once text has come in two reads at
+least a millisecond apart (a vendor trickling tokens): the first token is never held, an
+answer sent in one burst is not held at all, no token waits longer than the window, and
+what has already arrived by the time of the next read is read at once. A trickling
+stream's end (finish reason, usage) can come up to one window after its last token.
 
 The proxy (``HTTP(S)_PROXY`` / ``NO_PROXY``, as the SDK's client honours them) is read
 from the environment once, when the session is made — as httpx does — not per call: with
@@ -42,6 +45,8 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 _DATA = b"data:"
+# Text reads closer together than this are one burst, not a trickle: not paced.
+TRICKLE_GAP_S = 0.001
 _DONE = b"[DONE]"
 
 
@@ -131,39 +136,52 @@ class DirectEvents:
     ``close`` drops the connection at once (a caller that left must not keep the vendor
     generating)."""
 
-    __slots__ = ("_batch_s", "_chunks", "_last", "_pending", "_response")
+    __slots__ = ("_batch_s", "_chunks", "_consumed", "_last", "_pending", "_response",
+                 "_text_at")
 
     def __init__(self, response: aiohttp.ClientResponse, batch_s: float = 0.0) -> None:
         self._response = response
         self._chunks = response.content.iter_any()
         self._pending = b""
         self._batch_s = batch_s
-        self._last = 0.0  # loop time of the last read that yielded events; 0: none yet
+        self._last = 0.0  # loop time of the last read that brought text; 0: none
+        self._consumed = 0  # body bytes read so far (``total_bytes``: bytes received)
+        self._text_at = 0.0  # loop time of the last read that brought text
 
     def __aiter__(self) -> DirectEvents:
         return self
 
     async def __anext__(self) -> list[Any]:
-        if self._last:
+        if self._last and self._response.content.total_bytes == self._consumed:
+            # Nothing has arrived since the last read: wait out the window, not reading.
+            # Had something arrived (a burst, or a slow consumer), it is read at once.
             wait = self._last + self._batch_s - asyncio.get_running_loop().time()
-            try:
-                if wait > 0:
+            if wait > 0:
+                self._hold(True)
+                try:
                     await asyncio.sleep(wait)
-            finally:
-                self._hold(False)
+                finally:
+                    self._hold(False)
         while True:
             chunk = await self._chunks.__anext__()  # StopAsyncIteration: the body ended
+            self._consumed += len(chunk)
             events = self._feed(chunk)
             if events:
                 if self._batch_s:
-                    # Only a read that brought text spaces the next one: the opening role
-                    # chunk must not delay the first token, nor the finish, usage and
-                    # [DONE] events the end of the stream.
-                    text = any(map(_has_text, events))
-                    self._last = asyncio.get_running_loop().time() if text else 0.0
-                    if text:
-                        self._hold(True)
+                    self._last = self._pace_from(any(map(_has_text, events)))
                 return events
+
+    def _pace_from(self, text: bool) -> float:
+        """When the window before the next read starts (0: read it at once). Only a read
+        that brought text, at least ``TRICKLE_GAP_S`` after the previous text, is paced
+        from: the opening role chunk must not delay the first token, the finish, usage
+        and [DONE] events not the end, and a vendor sending its answer in a burst is not
+        trickling — holding the burst's last piece would only delay its end."""
+        if not text:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        previous, self._text_at = self._text_at, now
+        return now if previous and now - previous >= TRICKLE_GAP_S else 0.0
 
     def _hold(self, hold: bool) -> None:
         """Stop (or restart) reading the socket for the window. Sleeping alone would still

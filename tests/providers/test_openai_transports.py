@@ -260,6 +260,21 @@ async def test_a_batch_window_joins_paced_tokens_but_never_holds_the_first(simul
     assert 2 <= len(pieces) <= 5, pieces
 
 
+async def test_a_batch_window_never_holds_an_answer_that_came_in_one_burst(simulator):
+    simulator.set_scenario("tp-batched-burst", reply_tokens=64)
+    adapter = OpenAIProvider("sim-batched", base_url=simulator.openai_base_url,
+                             api_key=simulator.api_key, timeout_s=2, max_connections=4,
+                             transport="direct", stream_batch_s=1.0)
+    try:
+        started = time.monotonic()
+        events = [e async for e in adapter.stream(request("tp-batched-burst", "plain"), 5)]
+        elapsed = time.monotonic() - started
+    finally:
+        await adapter.aclose()
+    assert isinstance(events[-1], StreamDone) and events[-1].usage.output_tokens == 64
+    assert elapsed < 0.5  # one window (1 s) would have been spent on its end
+
+
 
 async def test_a_burst_of_tool_arguments_leaves_in_fewer_pieces(adapters, simulator):
     simulator.set_scenario("tp-tool-burst", latency_ms=0)  # the call's pieces in one burst
