@@ -144,7 +144,7 @@ class DirectEvents:
         self._chunks = response.content.iter_any()
         self._pending = b""
         self._batch_s = batch_s
-        self._last = 0.0  # loop time of the last read that brought text; 0: none
+        self._last = 0.0  # when the current window started; 0: the next read is not paced
         self._consumed = 0  # body bytes read so far (``total_bytes``: bytes received)
         self._text_at = 0.0  # loop time of the last read that brought text
 
