@@ -18,8 +18,8 @@ whole gap between vector ranks 1 and 10 and lost to plain keyword search on iden
 The constants (and BM25's proximity weight) were chosen on the dev split of
 bench/rag_eval.py (730 queries) together with
 bench/rag_quality.py (where the embedding is the stronger side), requiring hybrid to be
-at least as good as both sides on every query kind of both; the held-out split is for
-reporting only. ``HybridWeights`` can be changed per deployment (``rag.hybrid``).
+at least as good as both sides on every query kind of both (R@1 and MRR on rag_eval, MRR
+on rag_quality); the held-out split is for reporting only. ``HybridWeights`` can be changed per deployment (``rag.hybrid``).
 """
 
 from __future__ import annotations
