@@ -73,3 +73,19 @@ def test_top_level_data_dir_override_and_unrelated_variables_ignored():
     config = load_config(environ={"LLMGW_DATA_DIR": "/srv/gw", "LLMGW_JWT_SECRET": "x" * 40,
                                   "LLMGW_CONFIG": ""})
     assert config.data_dir == Path("/srv/gw")
+
+
+def test_stream_batching_is_an_openai_direct_setting(tmp_path):
+    config = load_config(write(tmp_path, """
+providers:
+  fast: {kind: openai, base_url: "http://127.0.0.1:1/v1"}
+  slow: {kind: openai, base_url: "http://127.0.0.1:1/v1", stream_batch_ms: 0}
+  claude: {kind: anthropic}
+"""), environ={})
+    assert config.providers["fast"].stream_batch_ms == 20.0  # the default
+    assert config.providers["slow"].stream_batch_ms == 0.0
+    for bad in ("{kind: anthropic, stream_batch_ms: 10}",  # not an OpenAI-kind vendor
+                "{kind: openai, transport: sdk, stream_batch_ms: 10}",  # the SDK reads
+                "{kind: openai, stream_batch_ms: 500}"):  # longer than 100 ms
+        with pytest.raises(ConfigError, match=r"providers\.p"):
+            load_config(write(tmp_path, f"providers:\n  p: {bad}\n"), environ={})
