@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import table  # noqa: E402
+from _common import table
 
 PEERS = Path(os.environ.get("PEERS_DIR", ROOT.parent / "shared" / "peers"))
 GRPC_VENV = Path(os.environ.get("GRPCPERF_VENV", "/tmp/grpcperf-venv"))
