@@ -45,9 +45,9 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 _DATA = b"data:"
+_DONE = b"[DONE]"
 # Text reads closer together than this are one burst, not a trickle: not paced.
 TRICKLE_GAP_S = 0.001
-_DONE = b"[DONE]"
 
 
 class VendorStatus(Exception):
@@ -136,7 +136,7 @@ class DirectEvents:
     ``close`` drops the connection at once (a caller that left must not keep the vendor
     generating)."""
 
-    __slots__ = ("_batch_s", "_chunks", "_consumed", "_last", "_pending", "_response",
+    __slots__ = ("_batch_s", "_chunks", "_consumed", "_paced", "_pending", "_response",
                  "_text_at")
 
     def __init__(self, response: aiohttp.ClientResponse, batch_s: float = 0.0) -> None:
@@ -144,18 +144,18 @@ class DirectEvents:
         self._chunks = response.content.iter_any()
         self._pending = b""
         self._batch_s = batch_s
-        self._last = 0.0  # when the current window started; 0: the next read is not paced
         self._consumed = 0  # body bytes read so far (``total_bytes``: bytes received)
         self._text_at = 0.0  # loop time of the last read that brought text
+        self._paced = False  # whether the next read waits for the window from _text_at
 
     def __aiter__(self) -> DirectEvents:
         return self
 
     async def __anext__(self) -> list[Any]:
-        if self._last and self._response.content.total_bytes == self._consumed:
+        if self._paced and self._response.content.total_bytes == self._consumed:
             # Nothing has arrived since the last read: wait out the window, not reading.
             # Had something arrived (a burst, or a slow consumer), it is read at once.
-            wait = self._last + self._batch_s - asyncio.get_running_loop().time()
+            wait = self._text_at + self._batch_s - asyncio.get_running_loop().time()
             if wait > 0:
                 self._hold(True)
                 try:
@@ -168,20 +168,20 @@ class DirectEvents:
             events = self._feed(chunk)
             if events:
                 if self._batch_s:
-                    self._last = self._pace_from(any(map(_has_text, events)))
+                    self._paced = self._pace_after(any(map(_has_text, events)))
                 return events
 
-    def _pace_from(self, text: bool) -> float:
-        """When the window before the next read starts (0: read it at once). Only a read
-        that brought text, at least ``TRICKLE_GAP_S`` after the previous text, is paced
-        from: the opening role chunk must not delay the first token, the finish, usage
-        and [DONE] events not the end, and a vendor sending its answer in a burst is not
-        trickling — holding the burst's last piece would only delay its end."""
+    def _pace_after(self, text: bool) -> bool:
+        """Whether the next read waits for the window. Only after a read that brought
+        text, at least ``TRICKLE_GAP_S`` after the previous text: the opening role chunk
+        must not delay the first token, the finish, usage and [DONE] events not the end,
+        and a vendor sending its answer in a burst is not trickling — holding the burst's
+        last piece would only delay its end."""
         if not text:
-            return 0.0
+            return False
         now = asyncio.get_running_loop().time()
         previous, self._text_at = self._text_at, now
-        return now if previous and now - previous >= TRICKLE_GAP_S else 0.0
+        return bool(previous) and now - previous >= TRICKLE_GAP_S
 
     def _hold(self, hold: bool) -> None:
         """Stop (or restart) reading the socket for the window. Sleeping alone would still
